@@ -1,0 +1,28 @@
+export { TrustError, EventError, type TrustErrorCode, type EventErrorCode } from './errors.js';
+export {
+  type Identity,
+  generateIdentityPem,
+  identityFromPem,
+  identityFromSeed,
+  verifySignature,
+  PUBLIC_KEY_BYTES,
+  SIGNATURE_BYTES,
+} from './identity.js';
+export { NONCE_BYTES, proveToken, checkTokenProof, type TokenProof } from './handshake.js';
+export {
+  type UnsignedEvent,
+  canonicalEncoding,
+  eventId,
+  signEventId,
+  verifyEventSignature,
+  checkEventShape,
+  checkRun,
+  logDigest,
+  chainEvent,
+  type EventDraft,
+  type ChainPosition,
+  type HybridTime,
+  EVENT_BODY_BYTES_MAX,
+  EVENT_ID_BYTES,
+} from './event.js';
+export { cryptoReady, newChatKey, sealBody, openBody, CHAT_KEY_BYTES } from './body.js';

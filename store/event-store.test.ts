@@ -1,0 +1,114 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chainEvent, type ChainPosition } from '../crypto/index.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { openEmbeddedStore, type EventStore } from './index.js';
+
+const CHAT = 'chat-1';
+const A = 'server-a';
+const B = 'server-b';
+
+/** A chain of `count` events of `origin` after `head`, with clock values that interleave origins. */
+function chain(origin: string, count: number, head?: ChainPosition, firstMs = 1000): Event[] {
+  const events: Event[] = [];
+  for (let i = 0; i < count; i++) {
+    const event = chainEvent(origin, events.at(-1) ?? head, {
+      chatId: CHAT,
+      senderUser: `alice@${origin}`,
+      senderDevice: 'd1',
+      kind: i === 0 && !head ? EventKind.EVENT_KIND_CHAT_CREATED : EventKind.EVENT_KIND_MESSAGE_POSTED,
+      members: i === 0 && !head ? [`alice@${A}`, `bob@${B}`] : [],
+      body: Buffer.from(`sealed-${origin}-${i}`),
+    }, { ms: firstMs + i * 2, counter: 0 });
+    events.push(event);
+  }
+  return events;
+}
+
+describe('embedded event store', () => {
+  const stores: EventStore[] = [];
+  const dirs: string[] = [];
+  const open = async (dataDir?: string) => {
+    const store = await openEmbeddedStore(dataDir ? { dataDir } : {});
+    stores.push(store);
+    return store;
+  };
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close().catch(() => undefined)));
+    dirs.splice(0).forEach((dir) => rmSync(dir, { recursive: true, force: true }));
+  });
+
+  it('stores the same event once however often it is appended', async () => {
+    const store = await open();
+    const events = chain(A, 5);
+    expect(await store.append({ events })).toHaveLength(5);
+    expect(await store.append({ events })).toHaveLength(0);
+    expect(await store.append({ events: events.slice(3) })).toHaveLength(0);
+    expect(await store.countEvents()).toBe(5);
+    expect((await store.head(CHAT, A))?.seq).toBe(5);
+  });
+
+  it('orders a chat canonically, so two stores with the same events in another arrival order agree', async () => {
+    const fromA = chain(A, 4, undefined, 1000);
+    const fromB = chain(B, 4, undefined, 1001);
+    const first = await open();
+    const second = await open();
+    await first.append({ events: fromA });
+    await first.append({ events: fromB });
+    await second.append({ events: fromB });
+    await second.append({ events: fromA });
+    const order = (await first.chatLog(CHAT)).map((e) => `${e.origin}:${e.seq}`);
+    expect(order).toEqual(['server-a:1', 'server-b:1', 'server-a:2', 'server-b:2', 'server-a:3', 'server-b:3', 'server-a:4', 'server-b:4']);
+    expect((await first.chatDigest(CHAT)).equals(await second.chatDigest(CHAT))).toBe(true);
+    await second.append({ events: chain(A, 1, fromA.at(-1), 5000) });
+    expect((await first.chatDigest(CHAT)).equals(await second.chatDigest(CHAT))).toBe(false);
+  });
+
+  it('keeps the link cursor with the events, never moving it back', async () => {
+    const store = await open();
+    await store.append({ events: chain(A, 2), cursor: { peerId: B, linkSeq: 40 } });
+    await store.append({ events: [], cursor: { peerId: B, linkSeq: 12 } });
+    expect(await store.linkCursor(B)).toBe(40);
+    expect(await store.linkCursor('nobody')).toBe(0);
+  });
+
+  it('projects members to servers and selects outbound events for a peer', async () => {
+    const store = await open();
+    const events = chain(A, 3);
+    await store.append({ events });
+    expect(await store.chatServers(CHAT)).toEqual([A, B]);
+    const outbound = await store.outboundEvents(A, B, 0, 10);
+    expect(outbound.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(await store.outboundEvents(A, B, outbound[1]!.localSeq, 10)).toHaveLength(1);
+    expect(await store.outboundEvents(A, 'server-c', 0, 10)).toHaveLength(0);
+  });
+
+  it('holds events beyond a gap and reports the gap', async () => {
+    const store = await open();
+    const events = chain(A, 6);
+    await store.holdPending(events.slice(4));
+    expect(await store.pendingGaps()).toEqual([{ chatId: CHAT, origin: A, heldFromSeq: 5 }]);
+    const held = await store.pendingEvents(CHAT, A);
+    expect(held.map((e) => e.id.toString('hex'))).toEqual(events.slice(4).map((e) => e.id.toString('hex')));
+    await store.dropPending(CHAT, A, 6);
+    expect(await store.pendingGaps()).toEqual([]);
+  });
+
+  it('keeps its log, cursors and pinned keys across a restart from its data directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-store-'));
+    dirs.push(dir);
+    const before = await open(dir);
+    await before.append({ events: chain(A, 3), cursor: { peerId: B, linkSeq: 7 } });
+    await before.pinKey(B, Buffer.alloc(32, 9));
+    await before.audit({ kind: 'link-up', peer: B, detail: 'linked' });
+    const digest = await before.chatDigest(CHAT);
+    await before.close();
+    const after = await open(dir);
+    expect((await after.chatDigest(CHAT)).equals(digest)).toBe(true);
+    expect(await after.linkCursor(B)).toBe(7);
+    expect(await after.pinnedKey(B)).toEqual(Buffer.alloc(32, 9));
+    expect((await after.auditLog()).map((a) => a.kind)).toEqual(['link-up']);
+  });
+});

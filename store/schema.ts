@@ -1,0 +1,94 @@
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, smallint, text, timestamp, unique } from 'drizzle-orm/pg-core';
+
+/**
+ * The one schema of both engines (PGlite embedded, PostgreSQL at scale). Migrations in
+ * store/migrations are generated from it by `npm run db:generate` and committed.
+ */
+const bytea = customType<{ data: Uint8Array }>({ dataType: () => 'bytea' });
+
+/** The append-only log. `local_seq` is this node's append order: the link sequence it sends by. */
+export const events = pgTable(
+  'events',
+  {
+    localSeq: bigserial('local_seq', { mode: 'number' }).primaryKey(),
+    id: bytea('id').notNull(),
+    chatId: text('chat_id').notNull(),
+    origin: text('origin').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    prev: bytea('prev').notNull(),
+    hlcMs: bigint('hlc_ms', { mode: 'number' }).notNull(),
+    hlcCounter: integer('hlc_counter').notNull(),
+    senderUser: text('sender_user').notNull(),
+    senderDevice: text('sender_device').notNull(),
+    kind: smallint('kind').notNull(),
+    members: jsonb('members').$type<string[]>().notNull(),
+    body: bytea('body').notNull(),
+    // Only verified signatures are kept; null inside a run signed at its end.
+    signature: bytea('signature'),
+  },
+  (t) => [
+    unique('events_id_key').on(t.id),
+    unique('events_chain_key').on(t.chatId, t.origin, t.seq),
+    index('events_canonical_order').on(t.chatId, t.hlcMs, t.hlcCounter, t.origin, t.seq),
+  ],
+);
+
+/** Authentic events that arrived after a gap in their origin's chain, held until backfill closes it. */
+export const pendingEvents = pgTable(
+  'pending_events',
+  {
+    chatId: text('chat_id').notNull(),
+    origin: text('origin').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    // The event as it came, protobuf-encoded: it is only ever read back whole.
+    event: bytea('event').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.chatId, t.origin, t.seq] })],
+);
+
+/** Projection: the current member list of each chat (from the latest membership event, canonical order). */
+export const chats = pgTable('chats', {
+  chatId: text('chat_id').primaryKey(),
+  members: jsonb('members').$type<string[]>().notNull(),
+  versionHlcMs: bigint('version_hlc_ms', { mode: 'number' }).notNull(),
+  versionHlcCounter: integer('version_hlc_counter').notNull(),
+  versionOrigin: text('version_origin').notNull(),
+  versionSeq: bigint('version_seq', { mode: 'number' }).notNull(),
+});
+
+/** Projection: the servers a chat has members on, i.e. where its events must go. */
+export const chatServers = pgTable(
+  'chat_servers',
+  {
+    chatId: text('chat_id').notNull(),
+    serverId: text('server_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.serverId, t.chatId] })],
+);
+
+/** The last link sequence of each peer's stream that is durably stored here. */
+export const linkCursors = pgTable('link_cursors', {
+  peerId: text('peer_id').primaryKey(),
+  storedLinkSeq: bigint('stored_link_seq', { mode: 'number' }).notNull(),
+});
+
+/** Identity keys pinned at a peer's first successful handshake. */
+export const peerKeys = pgTable('peer_keys', {
+  serverId: text('server_id').primaryKey(),
+  identityKey: bytea('identity_key').notNull(),
+  pinnedAt: timestamp('pinned_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** The audit journal: connections, refusals and administrative actions. Never holds a token or a body. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    kind: text('kind').notNull(),
+    peer: text('peer'),
+    code: text('code'),
+    detail: text('detail').notNull(),
+  },
+  (t) => [index('audit_log_peer').on(t.peer, t.id)],
+);
