@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { checkTokenProof, NONCE_BYTES, proveToken, TrustError, type Identity, type TrustErrorCode } from '../crypto/index.js';
+import type { Frame, Hello, Proof } from '../proto/gen/trellis/v1/link.js';
+import type { AuditEntry } from '../store/index.js';
+import type { TrustConfig } from './config.js';
+import { LinkFailure } from './errors.js';
+import type { FrameChannel } from './frame-channel.js';
+import type { FailureRateLimiter } from './rate-limit.js';
+
+/**
+ * The opening of a trust link (architecture.md, "The trust link"):
+ *
+ *   dialler  → Hello(id, nonce)            acceptor checks the trust exists and is enabled
+ *   acceptor → Hello(id, nonce)
+ *   dialler  → Proof                       MAC with its token for connecting
+ *   acceptor → Proof, Welcome(cursor)      only after the dialler's proof checked out
+ *   dialler  → Welcome(cursor)             only after the acceptor's proof checked out
+ *
+ * A side that cannot prove the pair learns only the other's server id.
+ */
+export const PROTOCOL_VERSION = 1;
+
+export interface HandshakeContext {
+  selfId: string;
+  identity: Identity;
+  timeoutMs: number;
+  limiter: FailureRateLimiter;
+  trustOf(serverId: string): TrustConfig | undefined;
+  pinnedKey(serverId: string): Promise<Uint8Array | undefined>;
+  pinKey(serverId: string, identityKey: Uint8Array): Promise<void>;
+  /** The last link sequence of the peer's stream durably stored here. */
+  storedLinkSeq(peerId: string): Promise<number>;
+  audit(entry: AuditEntry): Promise<void>;
+}
+
+export interface LinkOpening {
+  peerId: string;
+  trust: TrustConfig;
+  /** Where to resend from: the last link sequence of our stream the peer has stored. */
+  peerStoredLinkSeq: number;
+  /** Where the peer resends from: the last link sequence of its stream we had stored. */
+  ourStoredLinkSeq: number;
+}
+
+const TRUST_CODES: ReadonlySet<string> = new Set<TrustErrorCode>(['bad-proof', 'unknown-peer', 'trust-blocked', 'rate-limited', 'identity-changed', 'protocol']);
+
+function errorFrame(code: string, message: string): Frame {
+  return { kind: { $case: 'error', value: { code, message, fatal: true } } };
+}
+
+/** Reads the next frame and insists on its kind; a peer's error frame becomes a typed error. */
+async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: FrameChannel, kind: K, timeoutMs: number) {
+  let frame: Frame | undefined;
+  try {
+    frame = await channel.next(timeoutMs);
+  } catch (error) {
+    // A gRPC status on the stream means the connection itself failed, not the peer's answer.
+    if (typeof (error as { code?: unknown }).code === 'number') throw new LinkFailure('unreachable', `handshake: ${(error as Error).message.split('.')[0]}`);
+    throw new LinkFailure('handshake-timeout', `handshake: waiting for ${kind}: ${(error as Error).message}`);
+  }
+  if (!frame?.kind) throw new LinkFailure('unexpected-frame', `handshake: stream ended while waiting for ${kind}`);
+  if (frame.kind.$case === 'error') {
+    const { code, message } = frame.kind.value;
+    throw new TrustError(TRUST_CODES.has(code) ? (code as TrustErrorCode) : 'protocol', `refused by peer: ${code}: ${message}`);
+  }
+  if (frame.kind.$case !== kind) throw new LinkFailure('unexpected-frame', `handshake: expected ${kind}, got ${frame.kind.$case}`);
+  return frame.kind.value as Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
+}
+
+function checkHello(hello: Hello): void {
+  if (hello.nonce.length !== NONCE_BYTES) throw new TrustError('protocol', `hello nonce must be ${NONCE_BYTES} bytes`);
+  if (hello.protocolVersion !== PROTOCOL_VERSION) throw new TrustError('protocol', `protocol version ${hello.protocolVersion} is not ${PROTOCOL_VERSION}`);
+}
+
+/** The peer's identity key must match the configured one, else the one pinned at first contact. */
+async function checkIdentity(ctx: HandshakeContext, trust: TrustConfig, proof: Proof): Promise<void> {
+  const expected = trust.identity_key ? Buffer.from(trust.identity_key, 'base64') : await ctx.pinnedKey(trust.server_id);
+  if (expected && !Buffer.from(expected).equals(proof.identityKey)) {
+    throw new TrustError('identity-changed', 'peer presented another identity key than the one pinned for it');
+  }
+}
+
+function usableTrust(ctx: HandshakeContext, serverId: string): TrustConfig {
+  const trust = ctx.trustOf(serverId);
+  if (!trust) throw new TrustError('unknown-peer', 'no trust is configured for this server id');
+  if (trust.status !== 'enabled') throw new TrustError('trust-blocked', 'the trust with this server is disabled');
+  return trust;
+}
+
+async function refuse(ctx: HandshakeContext, channel: FrameChannel, peer: string | undefined, error: unknown, side: string): Promise<never> {
+  const code = error instanceof TrustError || error instanceof LinkFailure ? error.code : 'protocol';
+  const message = error instanceof Error ? error.message : String(error);
+  const refusedByPeer = message.startsWith('refused by peer');
+  if (!refusedByPeer) channel.close(errorFrame(code, message));
+  else channel.close();
+  // No peer answered: nothing to journal on every redial (the dial loop logs it).
+  if (code === 'unreachable') throw error;
+  await ctx.audit({ kind: refusedByPeer ? 'link-refused-by-peer' : 'link-refused', code, detail: `${side}: ${message}`, ...(peer ? { peer } : {}) });
+  throw error;
+}
+
+export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel, trust: TrustConfig): Promise<LinkOpening> {
+  const ourNonce = randomBytes(NONCE_BYTES);
+  try {
+    await channel.send({ kind: { $case: 'hello', value: { serverId: ctx.selfId, nonce: ourNonce, protocolVersion: PROTOCOL_VERSION } } });
+    const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
+    checkHello(hello);
+    if (hello.serverId !== trust.server_id) throw new TrustError('unknown-peer', 'the server at this endpoint is not the one the trust names');
+    const ourParts = { proverId: ctx.selfId, verifierId: trust.server_id, proverNonce: ourNonce, verifierNonce: hello.nonce };
+    await channel.send({ kind: { $case: 'proof', value: proof(proveToken(trust.token_for_connecting, ctx.identity, ourParts)) } });
+    const theirProof = await expectFrame(channel, 'proof', ctx.timeoutMs);
+    const theirParts = { proverId: trust.server_id, verifierId: ctx.selfId, proverNonce: hello.nonce, verifierNonce: ourNonce };
+    if (!checkTokenProof(trust.token_for_accepting, theirProof, theirParts)) throw new TrustError('bad-proof', 'the peer could not prove our token for accepting');
+    await checkIdentity(ctx, trust, theirProof);
+    const welcome = await expectFrame(channel, 'welcome', ctx.timeoutMs);
+    const ourStoredLinkSeq = await ctx.storedLinkSeq(trust.server_id);
+    await channel.send({ kind: { $case: 'welcome', value: { storedLinkSeq: ourStoredLinkSeq } } });
+    await ctx.pinKey(trust.server_id, theirProof.identityKey);
+    return { peerId: trust.server_id, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
+  } catch (error) {
+    return refuse(ctx, channel, trust.server_id, error, 'dialling');
+  }
+}
+
+export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChannel): Promise<LinkOpening> {
+  let claimedId: string | undefined;
+  let source = channel.remoteAddress;
+  try {
+    const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
+    claimedId = hello.serverId.slice(0, 64);
+    source = `${channel.remoteAddress}|${claimedId}`;
+    // Refused before any proof is checked: a limited source gets no answer it could learn from.
+    if (ctx.limiter.isLimited(source)) throw new TrustError('rate-limited', 'too many failed handshakes; try again later');
+    checkHello(hello);
+    const trust = usableTrust(ctx, hello.serverId);
+    const ourNonce = randomBytes(NONCE_BYTES);
+    await channel.send({ kind: { $case: 'hello', value: { serverId: ctx.selfId, nonce: ourNonce, protocolVersion: PROTOCOL_VERSION } } });
+    const theirProof = await expectFrame(channel, 'proof', ctx.timeoutMs);
+    const theirParts = { proverId: trust.server_id, verifierId: ctx.selfId, proverNonce: hello.nonce, verifierNonce: ourNonce };
+    if (!checkTokenProof(trust.token_for_accepting, theirProof, theirParts)) throw new TrustError('bad-proof', 'the peer could not prove our token for accepting');
+    await checkIdentity(ctx, trust, theirProof);
+    const ourParts = { proverId: ctx.selfId, verifierId: trust.server_id, proverNonce: ourNonce, verifierNonce: hello.nonce };
+    const ourStoredLinkSeq = await ctx.storedLinkSeq(trust.server_id);
+    await channel.send({ kind: { $case: 'proof', value: proof(proveToken(trust.token_for_connecting, ctx.identity, ourParts)) } });
+    await channel.send({ kind: { $case: 'welcome', value: { storedLinkSeq: ourStoredLinkSeq } } });
+    const welcome = await expectFrame(channel, 'welcome', ctx.timeoutMs);
+    await ctx.pinKey(trust.server_id, theirProof.identityKey);
+    return { peerId: trust.server_id, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
+  } catch (error) {
+    if (error instanceof TrustError && error.code === 'rate-limited') {
+      // Audited once, when the source crossed the limit; each further refusal would only flood the journal.
+      channel.close(errorFrame(error.code, error.message));
+      throw error;
+    }
+    if (ctx.limiter.recordFailure(source)) {
+      await ctx.audit({ kind: 'link-rate-limited', code: 'rate-limited', detail: `accepting: ${channel.remoteAddress} reached the failure limit`, ...(claimedId ? { peer: claimedId } : {}) });
+    }
+    return refuse(ctx, channel, claimedId, error, 'accepting');
+  }
+}
+
+function proof(tokenProof: { mac: Uint8Array; identityKey: Uint8Array; identitySignature: Uint8Array }): Proof {
+  return { mac: Buffer.from(tokenProof.mac), identityKey: Buffer.from(tokenProof.identityKey), identitySignature: Buffer.from(tokenProof.identitySignature) };
+}

@@ -1,0 +1,10 @@
+export { TrellisNode, PostError, type LinkStatus, type LinkColour, type NodeOptions, LOCAL_BATCH_EVENTS_MAX } from './node.js';
+export { loadConfig, parseConfig, isLoopback, type NodeConfig, type TrustConfig, type LinkTuning, TRUST_PORT, TOKEN_CHARS_MIN } from './config.js';
+export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
+export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
+export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening } from './handshake.js';
+export { FrameChannel } from './frame-channel.js';
+export { Transport, GRPC_MESSAGE_BYTES_MAX } from './transport.js';
+export { FailureRateLimiter, HANDSHAKE_FAILURES_MAX } from './rate-limit.js';
+export { createLogger, type Logger } from './logger.js';
+export { HybridClock, type Now } from './clock.js';

@@ -1,0 +1,252 @@
+import type { Logger } from 'pino';
+import type { Frame, EventBatch, BackfillAnswer, BackfillRequest } from '../proto/gen/trellis/v1/link.js';
+import type { AuditEntry } from '../store/index.js';
+import type { Now } from './clock.js';
+import type { LinkTuning } from './config.js';
+import { LinkFailure, type LinkErrorCode } from './errors.js';
+import type { FrameChannel } from './frame-channel.js';
+import type { LinkOpening } from './handshake.js';
+import type { ChainGap, Inbound, InboundOutcome } from './inbound.js';
+import type { Outbound } from './outbound.js';
+import { Notifier } from './serial.js';
+
+/** A batch may hold at most this many events; more is a protocol violation that closes the link. */
+export const BATCH_EVENTS_MAX = 1024;
+
+export interface LinkDeps {
+  tuning: LinkTuning;
+  logger: Logger;
+  now: Now;
+  inbound: Inbound;
+  outbound: Outbound;
+  /** Notified whenever this node appends events (a sender may have work). */
+  appended: Notifier;
+  audit(entry: AuditEntry): Promise<void>;
+}
+
+export interface LinkStats {
+  /** Our link sequence the peer had stored when this link opened: where our resend started. */
+  resumedFrom: number;
+  batchesSent: number;
+  eventsSent: number;
+  eventsReceived: number;
+  /** Received events that were already stored: a resumed link should send none. */
+  eventsDuplicate: number;
+  eventsRefused: number;
+}
+
+export interface LinkEnd {
+  code: LinkErrorCode | 'stream-ended' | 'stream-error' | 'internal';
+  message: string;
+}
+
+const keyOf = (gap: { chatId: string; origin: string }) => `${gap.chatId}\u0000${gap.origin}`;
+
+/**
+ * One live trust link after its handshake: sends this node's events from where the
+ * peer's cursor stands, with at most `window_frames` batches unacknowledged; appends
+ * what the peer sends and acknowledges it only once durable; heartbeats both ways;
+ * asks for backfill when a chain has a gap. Ends on the first stream or protocol error;
+ * the node then redials, and the next link resumes from the stored cursors.
+ */
+export class LinkSession {
+  readonly stats: LinkStats;
+  readonly ended: Promise<LinkEnd>;
+  private end: LinkEnd | undefined;
+  private finish!: (end: LinkEnd) => void;
+  private readonly acks: Notifier;
+  private readonly unacked: number[] = [];
+  private readonly backfillsAsked = new Set<string>();
+  private lastHeardAt: number;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: LinkDeps,
+    private readonly channel: FrameChannel,
+    readonly opening: LinkOpening,
+    /** The server id of the side that dialled: the duplicate-link rule compares it. */
+    readonly diallerId: string,
+  ) {
+    this.acks = new Notifier();
+    this.stats = { resumedFrom: opening.peerStoredLinkSeq, batchesSent: 0, eventsSent: 0, eventsReceived: 0, eventsDuplicate: 0, eventsRefused: 0 };
+    this.ended = new Promise((resolve) => (this.finish = resolve));
+    this.lastHeardAt = deps.now();
+    this.log = deps.logger.child({ peer: opening.peerId, dialler: diallerId });
+  }
+
+  get peerId(): string {
+    return this.opening.peerId;
+  }
+
+  get isOpen(): boolean {
+    return this.end === undefined;
+  }
+
+  /** Starts the loops; `gaps` are chains with held events to ask the peer for again. */
+  start(gaps: ChainGap[]): void {
+    const { heartbeat_interval_ms: interval, dead_after_heartbeats: deadAfter } = this.deps.tuning;
+    this.heartbeat = setInterval(() => this.beat(interval * deadAfter), interval);
+    this.heartbeat.unref();
+    void this.receiveLoop();
+    void this.sendLoop();
+    void this.askBackfill(gaps.filter((gap) => gap.origin === this.peerId)).catch((error) => this.fail(error));
+  }
+
+  /** Ends the link; with a code the peer is told why. */
+  close(code: LinkErrorCode, message: string, tellPeer = true): void {
+    if (this.end) return;
+    this.finishWith({ code, message });
+    this.channel.close(tellPeer ? { kind: { $case: 'error', value: { code, message, fatal: true } } } : undefined);
+  }
+
+  private finishWith(end: LinkEnd): void {
+    if (this.end) return;
+    this.end = end;
+    clearInterval(this.heartbeat);
+    this.acks.notify();
+    this.deps.appended.notify();
+    this.finish(end);
+  }
+
+  private fail(error: unknown): void {
+    if (!this.end) this.log.error({ err: error }, 'link failed');
+    if (error instanceof LinkFailure) this.close(error.code, error.message);
+    else {
+      this.finishWith({ code: 'internal', message: error instanceof Error ? error.message : String(error) });
+      this.channel.abort();
+    }
+  }
+
+  private beat(deadAfterMs: number): void {
+    if (this.deps.now() - this.lastHeardAt > deadAfterMs) {
+      this.finishWith({ code: 'dead-link', message: `nothing heard for ${deadAfterMs} ms` });
+      this.channel.abort();
+      return;
+    }
+    this.channel.send({ kind: { $case: 'heartbeat', value: { sentAtMs: this.deps.now() } } }).catch(() => undefined);
+  }
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const frame = await this.channel.next();
+        if (!frame) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
+        this.lastHeardAt = this.deps.now();
+        await this.onFrame(frame);
+        if (this.end) return;
+      }
+    } catch (error) {
+      if (this.end) return;
+      if (error instanceof LinkFailure) return this.fail(error);
+      this.finishWith({ code: 'stream-error', message: (error as Error).message });
+      this.channel.abort();
+    }
+  }
+
+  private async onFrame(frame: Frame): Promise<void> {
+    const kind = frame.kind;
+    switch (kind?.$case) {
+      case 'batch':
+        return this.onBatch(kind.value);
+      case 'ack':
+        return this.onAck(kind.value.linkSeq);
+      case 'heartbeat':
+        return;
+      case 'backfillRequest':
+        return this.onBackfillRequest(kind.value);
+      case 'backfillAnswer':
+        return this.onBackfillAnswer(kind.value);
+      case 'error':
+        return this.onPeerError(kind.value.code, kind.value.message, kind.value.fatal);
+      default:
+        throw new LinkFailure('unexpected-frame', `frame ${kind?.$case ?? '(empty)'} is not allowed after the handshake`);
+    }
+  }
+
+  private async onBatch(batch: EventBatch): Promise<void> {
+    if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
+    if (batch.lastLinkSeq < 1) throw new LinkFailure('unexpected-frame', 'batch without a link sequence');
+    const outcome = await this.deps.inbound.accept(this.peerId, batch.events, { peerId: this.peerId, linkSeq: batch.lastLinkSeq });
+    await this.report(outcome);
+    await this.channel.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
+  }
+
+  /** Tells the peer what was refused (the link stays up) and asks for what is missing. */
+  private async report(outcome: InboundOutcome): Promise<void> {
+    this.stats.eventsReceived += outcome.appended.length;
+    this.stats.eventsDuplicate += outcome.duplicates;
+    this.stats.eventsRefused += outcome.refused.length;
+    for (const refusal of outcome.refused) {
+      this.log.warn({ code: refusal.code }, 'event refused');
+      await this.channel.send({ kind: { $case: 'error', value: { code: refusal.code, message: refusal.message, fatal: false } } });
+    }
+    await this.askBackfill(outcome.gaps);
+  }
+
+  private async askBackfill(gaps: ChainGap[]): Promise<void> {
+    for (const gap of gaps) {
+      const key = `${keyOf(gap)}\u0000${gap.fromSeq}`;
+      if (this.backfillsAsked.has(key)) continue;
+      this.backfillsAsked.add(key);
+      this.log.info({ chat: gap.chatId, origin: gap.origin, seq: gap.fromSeq }, 'asking backfill');
+      await this.channel.send({ kind: { $case: 'backfillRequest', value: { chatId: gap.chatId, origin: gap.origin, fromSeq: gap.fromSeq } } });
+    }
+  }
+
+  private async onBackfillRequest(request: BackfillRequest): Promise<void> {
+    const answer = await this.deps.outbound.backfillFor(this.peerId, request.chatId, request.origin, Math.max(1, request.fromSeq));
+    if (!answer) {
+      await this.channel.send({ kind: { $case: 'error', value: { code: 'backfill-refused' satisfies LinkErrorCode, message: 'no such chat shared with you', fatal: false } } });
+      return;
+    }
+    await this.channel.send({ kind: { $case: 'backfillAnswer', value: { chatId: request.chatId, origin: request.origin, events: answer.events, more: answer.more } } });
+  }
+
+  private async onBackfillAnswer(answer: BackfillAnswer): Promise<void> {
+    if (answer.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `backfill of ${answer.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
+    const outcome = await this.deps.inbound.accept(this.peerId, answer.events);
+    await this.report(outcome);
+  }
+
+  private async onPeerError(code: string, message: string, fatal: boolean): Promise<void> {
+    this.log.warn({ code, fatal }, 'peer reported an error');
+    await this.deps.audit({ kind: 'refused-by-peer', peer: this.peerId, code, detail: message.slice(0, 500) });
+    if (fatal) {
+      this.finishWith({ code: 'refused-by-peer', message: `${code}: ${message}` });
+      this.channel.close();
+    }
+  }
+
+  private onAck(linkSeq: number): void {
+    while (this.unacked.length > 0 && this.unacked[0]! <= linkSeq) this.unacked.shift();
+    this.acks.notify();
+  }
+
+  private async sendLoop(): Promise<void> {
+    const { window_frames: windowFrames, batch_events: batchEvents } = this.deps.tuning;
+    let position = this.opening.peerStoredLinkSeq;
+    try {
+      while (!this.end) {
+        if (this.unacked.length >= windowFrames) {
+          const version = this.acks.version;
+          if (this.unacked.length >= windowFrames) await this.acks.changedSince(version);
+          continue;
+        }
+        const version = this.deps.appended.version;
+        const events = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
+        if (events.length === 0) {
+          await this.deps.appended.changedSince(version);
+          continue;
+        }
+        position = events.at(-1)!.localSeq;
+        this.unacked.push(position);
+        await this.channel.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events } } });
+        this.stats.batchesSent += 1;
+        this.stats.eventsSent += events.length;
+      }
+    } catch (error) {
+      if (!this.end) this.fail(error);
+    }
+  }
+}

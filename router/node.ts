@@ -1,0 +1,403 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type * as grpc from '@grpc/grpc-js';
+import { chainEvent, checkEventShape, identityFromPem, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import type { Frame } from '../proto/gen/trellis/v1/link.js';
+import { openEmbeddedStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
+import { reconnectDelayMs } from './backoff.js';
+import { ChainHeads } from './chain-heads.js';
+import { HybridClock, type Now } from './clock.js';
+import type { NodeConfig, TrustConfig } from './config.js';
+import { FrameChannel } from './frame-channel.js';
+import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkOpening } from './handshake.js';
+import { Inbound, type ChainGap } from './inbound.js';
+import { LinkSession, type LinkEnd } from './link.js';
+import { createLogger, type Logger } from './logger.js';
+import { Outbound } from './outbound.js';
+import { FailureRateLimiter } from './rate-limit.js';
+import { Notifier, SerialQueue } from './serial.js';
+import { peerHost, Transport } from './transport.js';
+
+/** Local posts committed in one transaction at most. */
+export const LOCAL_BATCH_EVENTS_MAX = 512;
+/** Inbound handshakes in progress at once; more are turned away before any work. */
+export const HANDSHAKES_IN_FLIGHT_MAX = 64;
+const SHUTDOWN_GRACE_MS = 2_000;
+
+export type LinkColour = 'green' | 'purple' | 'red';
+
+export interface LinkStatus {
+  serverId: string;
+  name: string;
+  endpoint?: string;
+  /** domain.md: green linked, purple blocked, red configured but down. */
+  status: LinkColour;
+}
+
+export interface NodeOptions {
+  logger?: Logger;
+  now?: Now;
+  /** An already-open store (tests, several nodes in one process); else the config's. */
+  store?: EventStore;
+}
+
+export class PostError extends Error {
+  readonly code = 'invalid-draft';
+  constructor(message: string) {
+    super(message);
+    this.name = 'PostError';
+  }
+}
+
+interface QueuedPost {
+  draft: EventDraft;
+  resolve(event: Event): void;
+  reject(error: unknown): void;
+}
+
+const MEMBERSHIP_KINDS = new Set<number>([EventKind.EVENT_KIND_CHAT_CREATED, EventKind.EVENT_KIND_MEMBERS_ADDED, EventKind.EVENT_KIND_MEMBERS_REMOVED]);
+
+/** A device's draft must make an event a receiver would accept (crypto's shape rules) and name its members. */
+function checkDraft(draft: EventDraft): void {
+  if (!EventKind[draft.kind] || draft.kind === EventKind.EVENT_KIND_UNSPECIFIED) throw new PostError(`kind ${draft.kind} is not an event kind`);
+  if (MEMBERSHIP_KINDS.has(draft.kind) && !draft.members?.length) throw new PostError('a membership event must list the members');
+  if (draft.members?.some((member) => !/^[^@\s]+@[^@\s]+$/.test(member))) throw new PostError('members must look like user@server-id');
+  if (!draft.senderUser || !draft.senderDevice) throw new PostError('sender user and device are required');
+  try {
+    checkEventShape(chainEvent('origin', undefined, draft, { ms: 0, counter: 0 }));
+  } catch (error) {
+    throw new PostError((error as Error).message);
+  }
+}
+
+/**
+ * One Trellis node: the store, the chains this server originates, its trust links
+ * (accepted on `listen`, dialled to each enabled trust's endpoint), and what it tells
+ * operators. Emits 'appended' (StoredEvent[]), 'link-up' and 'link-down' (LinkSession),
+ * 'link-error' (peer id, TrustError | LinkFailure | Error) for the dialling side.
+ */
+export class TrellisNode extends EventEmitter {
+  readonly id: string;
+  readonly store: EventStore;
+  private readonly identity: Identity;
+  private readonly log: Logger;
+  private readonly now: Now;
+  private readonly clock: HybridClock;
+  private readonly serial = new SerialQueue();
+  private readonly heads: ChainHeads;
+  private readonly appended = new Notifier();
+  private readonly inbound: Inbound;
+  private readonly outbound: Outbound;
+  private readonly limiter: FailureRateLimiter;
+  private readonly transport: Transport;
+  private readonly trusts = new Map<string, TrustConfig>();
+  private readonly links = new Map<string, LinkSession>();
+  private readonly dialling = new Map<string, AbortController>();
+  private readonly localQueue: QueuedPost[] = [];
+  private localFlushScheduled = false;
+  private handshakesInFlight = 0;
+  private gaps: ChainGap[] = [];
+  private server: grpc.Server | undefined;
+  private stopping = false;
+  port = 0;
+
+  private constructor(readonly config: NodeConfig, store: EventStore, options: NodeOptions) {
+    super();
+    this.id = config.server.id;
+    this.store = store;
+    this.log = (options.logger ?? createLogger(config.log_level)).child({ node: config.server.name });
+    this.now = options.now ?? Date.now;
+    this.clock = new HybridClock(this.now);
+    this.identity = identityFromPem(readIdentityFile(config.identity_key_file));
+    this.heads = new ChainHeads(store);
+    this.limiter = new FailureRateLimiter(this.now);
+    this.transport = new Transport(config);
+    for (const trust of config.trusts) this.trusts.set(trust.server_id, trust);
+    this.outbound = new Outbound(this.id, this.identity, store);
+    this.inbound = new Inbound({
+      store,
+      heads: this.heads,
+      serial: this.serial,
+      clock: this.clock,
+      originKey: (origin) => this.originKey(origin),
+      onAppended: (events) => this.onAppended(events),
+      audit: (entry) => this.audit(entry),
+    });
+  }
+
+  static async start(config: NodeConfig, options: NodeOptions = {}): Promise<TrellisNode> {
+    const store = options.store ?? (await openEmbeddedStore(config.store.data_dir ? { dataDir: config.store.data_dir } : {}));
+    let node: TrellisNode | undefined;
+    try {
+      node = new TrellisNode(config, store, options);
+      await node.listen();
+      return node;
+    } catch (error) {
+      await node?.stop().catch(() => undefined);
+      if (!node) await store.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get publicKey(): Uint8Array {
+    return this.identity.publicKey;
+  }
+
+  private async listen(): Promise<void> {
+    this.gaps = await this.inbound.load();
+    const { server, port } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
+    this.server = server;
+    this.port = port;
+    if (!this.transport.secure) {
+      const note = 'trust links run without TLS';
+      if (this.config.allow_plaintext) this.log.warn({ listen: this.config.listen }, `${note}: allow_plaintext is set; tokens stay secret but traffic metadata is visible`);
+      else this.log.info({ listen: this.config.listen }, `${note} (loopback only)`);
+    }
+    this.log.info({ listen: this.config.listen, port, server: this.id, kind: this.config.server.kind, trusts: this.trusts.size }, 'node listening');
+    for (const trust of this.trusts.values()) this.startDialling(trust);
+  }
+
+  /** Posts a device's event as this server's next in the chat; resolves once it is durable. */
+  post(draft: EventDraft): Promise<Event> {
+    if (this.stopping) return Promise.reject(new PostError('node is stopping'));
+    checkDraft(draft);
+    return new Promise((resolve, reject) => {
+      this.localQueue.push({ draft, resolve, reject });
+      this.scheduleLocalFlush();
+    });
+  }
+
+  private scheduleLocalFlush(): void {
+    if (this.localFlushScheduled) return;
+    this.localFlushScheduled = true;
+    void this.serial.run(() => this.flushLocal());
+  }
+
+  /** Group commit: every post queued meanwhile goes into one transaction. */
+  private async flushLocal(): Promise<void> {
+    this.localFlushScheduled = false;
+    const posts = this.localQueue.splice(0, LOCAL_BATCH_EVENTS_MAX);
+    if (this.localQueue.length > 0) this.scheduleLocalFlush();
+    if (posts.length === 0) return;
+    const events: Event[] = [];
+    try {
+      for (const post of posts) {
+        const head = await this.heads.get(post.draft.chatId, this.id);
+        const event = chainEvent(this.id, head, post.draft, this.clock.tick());
+        this.heads.advance(event.chatId, this.id, { seq: event.seq, id: event.id });
+        events.push(event);
+      }
+      const stored = await this.store.append({ events });
+      posts.forEach((post, index) => post.resolve(events[index]!));
+      this.onAppended(stored);
+    } catch (error) {
+      for (const event of events) this.heads.forget(event.chatId, this.id);
+      for (const post of posts) post.reject(error);
+    }
+  }
+
+  private onAppended(events: StoredEvent[]): void {
+    this.appended.notify();
+    this.emit('appended', events);
+  }
+
+  private async originKey(origin: string): Promise<Uint8Array | undefined> {
+    if (origin === this.id) return this.identity.publicKey;
+    const trust = this.trusts.get(origin);
+    if (!trust) return undefined;
+    return trust.identity_key ? Buffer.from(trust.identity_key, 'base64') : this.store.pinnedKey(origin);
+  }
+
+  async audit(entry: AuditEntry): Promise<void> {
+    this.log.info({ audit: entry.kind, peer: entry.peer, code: entry.code }, entry.detail);
+    await this.store.audit(entry).catch((error) => this.log.error({ err: error }, 'audit write failed'));
+  }
+
+  private handshakeContext(): HandshakeContext {
+    return {
+      selfId: this.id,
+      identity: this.identity,
+      timeoutMs: this.config.link.handshake_timeout_ms,
+      limiter: this.limiter,
+      trustOf: (serverId) => this.trusts.get(serverId),
+      pinnedKey: (serverId) => this.store.pinnedKey(serverId),
+      pinKey: (serverId, key) => this.store.pinKey(serverId, key),
+      storedLinkSeq: (peerId) => this.store.linkCursor(peerId),
+      audit: (entry) => this.audit(entry),
+    };
+  }
+
+  private async accept(call: grpc.ServerDuplexStream<Frame, Frame>): Promise<void> {
+    const channel = new FrameChannel(call, peerHost(call.getPeer()));
+    if (this.stopping || this.handshakesInFlight >= HANDSHAKES_IN_FLIGHT_MAX) {
+      channel.close({ kind: { $case: 'error', value: { code: 'shutting-down', message: 'not accepting links now', fatal: true } } });
+      return;
+    }
+    this.handshakesInFlight += 1;
+    try {
+      const opening = await acceptHandshake(this.handshakeContext(), channel);
+      this.adopt(channel, opening, opening.peerId);
+    } catch (error) {
+      this.log.warn({ code: (error as TrustError).code, remote: channel.remoteAddress }, 'inbound link refused');
+    } finally {
+      this.handshakesInFlight -= 1;
+    }
+  }
+
+  /**
+   * Makes a handshaken stream the link to its peer. Exactly one link per trust: when
+   * both sides dialled, both keep the one dialled by the lower server id; a redial by
+   * the same side replaces its stale link.
+   */
+  private adopt(channel: FrameChannel, opening: LinkOpening, diallerId: string): LinkSession | undefined {
+    if (this.stopping) {
+      channel.close();
+      return undefined;
+    }
+    const existing = this.links.get(opening.peerId);
+    if (existing?.isOpen) {
+      const keepNew = diallerId === existing.diallerId || diallerId < existing.diallerId;
+      if (!keepNew) {
+        channel.close({ kind: { $case: 'error', value: { code: 'duplicate-link', message: 'a link to this server is already up', fatal: true } } });
+        return undefined;
+      }
+      existing.close('duplicate-link', 'replaced by a newer link');
+    }
+    const session = new LinkSession(
+      { tuning: this.config.link, logger: this.log, now: this.now, inbound: this.inbound, outbound: this.outbound, appended: this.appended, audit: (e) => this.audit(e) },
+      channel,
+      opening,
+      diallerId,
+    );
+    this.links.set(opening.peerId, session);
+    session.start(this.gaps);
+    void this.audit({ kind: 'link-up', peer: opening.peerId, detail: `link up (dialled by ${diallerId === this.id ? 'us' : 'peer'}), resending from ${opening.peerStoredLinkSeq}` });
+    this.emit('link-up', session);
+    void session.ended.then((end) => this.onLinkEnded(session, end));
+    return session;
+  }
+
+  private onLinkEnded(session: LinkSession, end: LinkEnd): void {
+    if (this.links.get(session.peerId) === session) this.links.delete(session.peerId);
+    if (end.code !== 'duplicate-link') void this.audit({ kind: 'link-down', peer: session.peerId, code: end.code, detail: end.message });
+    this.emit('link-down', session, end);
+  }
+
+  private startDialling(trust: TrustConfig): void {
+    if (!trust.endpoint || trust.status !== 'enabled' || this.dialling.has(trust.server_id) || this.stopping) return;
+    const abort = new AbortController();
+    this.dialling.set(trust.server_id, abort);
+    void this.dialLoop(trust.server_id, abort.signal).finally(() => {
+      if (this.dialling.get(trust.server_id)?.signal === abort.signal) this.dialling.delete(trust.server_id);
+    });
+  }
+
+  private async dialLoop(peerId: string, signal: AbortSignal): Promise<void> {
+    const { reconnect_min_ms: minMs, reconnect_max_ms: maxMs } = this.config.link;
+    for (let attempt = 0; !signal.aborted; ) {
+      const trust = this.trusts.get(peerId);
+      if (!trust?.endpoint || trust.status !== 'enabled') return;
+      const existing = this.links.get(peerId);
+      if (existing?.isOpen) {
+        await Promise.race([existing.ended, abortable(signal)]);
+        attempt = 0;
+      } else if (await this.dialOnce(trust, signal)) attempt = 0;
+      else attempt += 1;
+      await sleep(reconnectDelayMs(attempt, minMs, maxMs), undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /** One dial; true if a link came up (and has now ended). */
+  private async dialOnce(trust: TrustConfig, signal: AbortSignal): Promise<boolean> {
+    const { client, call } = this.transport.dial(trust.endpoint!);
+    const channel = new FrameChannel(call, trust.endpoint!);
+    const onAbort = () => channel.abort();
+    signal.addEventListener('abort', onAbort);
+    try {
+      const opening = await dialHandshake(this.handshakeContext(), channel, trust);
+      const session = this.adopt(channel, opening, this.id);
+      if (session) await session.ended;
+      return session !== undefined;
+    } catch (error) {
+      if (!signal.aborted) {
+        this.log.warn({ peer: trust.server_id, code: (error as TrustError).code }, 'dial failed');
+        this.emit('link-error', trust.server_id, error);
+      }
+      return false;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      client.close();
+    }
+  }
+
+  link(peerId: string): LinkSession | undefined {
+    const session = this.links.get(peerId);
+    return session?.isOpen ? session : undefined;
+  }
+
+  linkStatus(): LinkStatus[] {
+    return [...this.trusts.values()].map((trust) => ({
+      serverId: trust.server_id,
+      name: trust.name,
+      ...(trust.endpoint ? { endpoint: trust.endpoint } : {}),
+      status: trust.status !== 'enabled' ? 'purple' : this.link(trust.server_id) ? 'green' : 'red',
+    }));
+  }
+
+  /** Adds or changes a trust while running: a disabled or changed trust drops its link at once. */
+  async setTrust(trust: TrustConfig): Promise<void> {
+    const before = this.trusts.get(trust.server_id);
+    this.trusts.set(trust.server_id, trust);
+    await this.audit({ kind: before ? 'trust-changed' : 'trust-added', peer: trust.server_id, detail: `trust ${trust.name} ${trust.status}` });
+    if (before) this.dropLink(trust.server_id, trust.status === 'enabled' ? 'trust changed' : 'trust blocked');
+    this.startDialling(trust);
+  }
+
+  async removeTrust(serverId: string): Promise<void> {
+    if (!this.trusts.delete(serverId)) return;
+    await this.audit({ kind: 'trust-removed', peer: serverId, detail: 'trust removed' });
+    this.dropLink(serverId, 'trust removed');
+  }
+
+  private dropLink(peerId: string, why: string): void {
+    this.dialling.get(peerId)?.abort();
+    this.dialling.delete(peerId);
+    this.links.get(peerId)?.close('refused-by-peer', why);
+  }
+
+  /** Stops dialling and accepting, ends every link, lets committed work finish, closes the store. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const abort of this.dialling.values()) abort.abort();
+    for (const session of this.links.values()) session.close('shutting-down', 'node is stopping');
+    for (const post of this.localQueue.splice(0)) post.reject(new PostError('node is stopping'));
+    await this.shutdownServer();
+    await this.serial.run(async () => undefined);
+    await this.store.close();
+    this.log.info('node stopped');
+  }
+
+  private async shutdownServer(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await Promise.race([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), sleep(SHUTDOWN_GRACE_MS)]);
+    server.forceShutdown();
+  }
+}
+
+function abortable(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+}
+
+function readIdentityFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(`identity_key_file ${path}: ${code === 'ENOENT' ? 'not found; create one with `trellis keygen --out ' + path + '`' : code ?? String(error)}`);
+  }
+}
+

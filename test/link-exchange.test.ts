@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { LinkSession } from '../router/index.js';
+import { createdDraft, newChat, type TestChat } from './support/devices.js';
+import { converged, postMessages, TestPair, waitFor } from './support/federation.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+
+const EVENTS_PER_SIDE = 10_000;
+
+/** Every link session a node opens, to read their stats afterwards. */
+function recordLinks(pair: TestPair): LinkSession[] {
+  const sessions: LinkSession[] = [];
+  pair.a.on('link-up', (session: LinkSession) => sessions.push(session));
+  pair.b.on('link-up', (session: LinkSession) => sessions.push(session));
+  return sessions;
+}
+
+async function startChat(pair: TestPair): Promise<TestChat> {
+  const chat = newChat([`alice@${pair.a.id}`, `bob@${pair.b.id}`]);
+  await pair.a.post(createdDraft(chat, `alice@${pair.a.id}`));
+  return chat;
+}
+
+describe('trust link between two servers', () => {
+  let pair: TestPair | undefined;
+  let proxy: TcpProxy | undefined;
+  afterEach(async () => {
+    await pair?.stop();
+    await proxy?.stop();
+    pair = proxy = undefined;
+  });
+
+  it('carries 10,000 events each way exactly once, to equal logs', async () => {
+    pair = await TestPair.start();
+    const sessions = recordLinks(pair);
+    const chat = await startChat(pair);
+    await Promise.all([
+      postMessages(pair.a, chat, `alice@${pair.a.id}`, EVENTS_PER_SIDE),
+      postMessages(pair.b, chat, `bob@${pair.b.id}`, EVENTS_PER_SIDE),
+    ]);
+    const total = 2 * EVENTS_PER_SIDE + 1;
+    await waitFor('both logs complete and equal', () => converged(pair!, chat.id, total), 90_000);
+    expect(await pair.a.store.countEvents()).toBe(total);
+    expect(await pair.b.store.countEvents()).toBe(total);
+    expect(sessions.reduce((sum, s) => sum + s.stats.eventsDuplicate, 0)).toBe(0);
+    expect(pair.a.link(pair.b.id)?.diallerId).toBe(pair.b.link(pair.a.id)?.diallerId);
+  });
+
+  it('survives its socket being cut mid-stream and resumes from the stored cursor', async () => {
+    pair = await TestPair.start({ bOnlyAccepts: true, aDialsB: async (port) => `127.0.0.1:${(proxy = await TcpProxy.start(port)).port}` });
+    const sessions = recordLinks(pair);
+    const chat = await startChat(pair);
+    const posting = Promise.all([
+      postMessages(pair.a, chat, `alice@${pair.a.id}`, EVENTS_PER_SIDE, 64),
+      postMessages(pair.b, chat, `bob@${pair.b.id}`, EVENTS_PER_SIDE, 64),
+    ]);
+    for (let cut = 0; cut < 3; cut++) {
+      const linksBefore = sessions.length;
+      await waitFor('events flowing on the link', async () => (await pair!.b.store.linkCursor(pair!.a.id)) > 0 && sessions.length > linksBefore);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      proxy!.cutAll();
+    }
+    await posting;
+    const total = 2 * EVENTS_PER_SIDE + 1;
+    await waitFor('both logs complete and equal', () => converged(pair!, chat.id, total), 90_000);
+
+    const aDials = sessions.filter((s) => s.diallerId === pair!.a.id && pair!.a.link(pair!.b.id) !== s || s.diallerId === pair!.a.id);
+    const resumed = aDials.slice(1).filter((s) => s.opening.peerStoredLinkSeq > 0);
+    expect(proxy!.cuts).toBe(3);
+    expect(resumed.length).toBeGreaterThanOrEqual(1);
+    // The cursor is stored with the events it covers, so a resumed link resends nothing twice.
+    expect(sessions.reduce((sum, s) => sum + s.stats.eventsDuplicate, 0)).toBe(0);
+  });
+
+  it('resumes after the peer is stopped and restarted from its data directory', async () => {
+    pair = await TestPair.start({ persistent: true });
+    const sessions = recordLinks(pair);
+    const chat = await startChat(pair);
+    const posting = postMessages(pair.a, chat, `alice@${pair.a.id}`, EVENTS_PER_SIDE, 64);
+    await postMessages(pair.b, chat, `bob@${pair.b.id}`, EVENTS_PER_SIDE / 2, 64);
+    await waitFor('events flowing to B', async () => (await pair!.b.store.linkCursor(pair!.a.id)) > 500);
+    await pair.b.stop();
+    const storedBeforeRestart = sessions.length;
+    pair.b = await pair.startB();
+    pair.b.on('link-up', (session: LinkSession) => sessions.push(session));
+    await postMessages(pair.b, chat, `bob@${pair.b.id}`, EVENTS_PER_SIDE / 2, 64);
+    await posting;
+    const total = 2 * EVENTS_PER_SIDE + 1;
+    await waitFor('both logs complete and equal', () => converged(pair!, chat.id, total), 90_000);
+
+    const afterRestart = sessions.slice(storedBeforeRestart);
+    expect(afterRestart.length).toBeGreaterThan(0);
+    // Both directions resumed from durable cursors rather than from zero.
+    expect(afterRestart.every((s) => s.opening.peerStoredLinkSeq > 0 && s.opening.ourStoredLinkSeq > 0)).toBe(true);
+    expect(sessions.reduce((sum, s) => sum + s.stats.eventsDuplicate, 0)).toBe(0);
+  });
+});

@@ -1,0 +1,157 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { cryptoReady, generateIdentityPem } from '../../crypto/index.js';
+import { createLogger, parseConfig, TrellisNode, type NodeConfig } from '../../router/index.js';
+import { messageDraft, type TestChat } from './devices.js';
+
+/** Captures every log line of the nodes of a test, to search them (for tokens, for bodies). */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    done();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const FAST_LINK = {
+  heartbeat_interval_ms: 200,
+  dead_after_heartbeats: 5,
+  reconnect_min_ms: 20,
+  reconnect_max_ms: 300,
+  handshake_timeout_ms: 2_000,
+};
+
+export interface SideSpec {
+  name: string;
+  port: number;
+  id: string;
+  keyFile: string;
+  dataDir?: string;
+  acceptToken: string;
+  connectToken: string;
+}
+
+export interface PairOptions {
+  /** Keep logs on disk so a node can be stopped and restarted. */
+  persistent?: boolean;
+  /** Override what B presents when connecting (a wrong token). */
+  bConnectToken?: string;
+  /** B only accepts; every link is A's dial (through the proxy, if one is set). */
+  bOnlyAccepts?: boolean;
+  /** Where A dials B (a proxy in front of B). */
+  aDialsB?: (bPort: number) => Promise<string>;
+  tls?: NodeConfig['tls'];
+  bTls?: NodeConfig['tls'];
+  link?: Partial<NodeConfig['link']>;
+}
+
+/** Two CTS nodes, paired by a token pair, on free loopback ports, in a temporary folder. */
+export class TestPair {
+  readonly logs = new LogCapture();
+  readonly dir = mkdtempSync(join(tmpdir(), 'trellis-pair-'));
+  a!: TrellisNode;
+  b!: TrellisNode;
+  aConfig!: NodeConfig;
+  bConfig!: NodeConfig;
+  readonly tokens = { aAccepts: randomBytes(24).toString('base64url'), bAccepts: randomBytes(24).toString('base64url') };
+
+  static async start(options: PairOptions = {}): Promise<TestPair> {
+    await cryptoReady();
+    const pair = new TestPair();
+    await pair.configure(options);
+    [pair.a, pair.b] = await Promise.all([pair.startA(), pair.startB()]);
+    return pair;
+  }
+
+  private async configure(options: PairOptions): Promise<void> {
+    const [aPort, bPort] = [await freePort(), await freePort()];
+    const a = this.side('cts-a', aPort, options.persistent);
+    const b = this.side('cts-b', bPort, options.persistent);
+    const bEndpoint = options.aDialsB ? await options.aDialsB(bPort) : `127.0.0.1:${bPort}`;
+    this.aConfig = config(a, b, bEndpoint, this.tokens.aAccepts, this.tokens.bAccepts, options, options.tls);
+    this.bConfig = config(b, a, options.bOnlyAccepts ? undefined : `127.0.0.1:${aPort}`, this.tokens.bAccepts, options.bConnectToken ?? this.tokens.aAccepts, options, options.bTls ?? options.tls);
+  }
+
+  private side(name: string, port: number, persistent?: boolean): { name: string; port: number; id: string; keyFile: string; dataDir?: string } {
+    const keyFile = join(this.dir, `${name}.key`);
+    writeFileSync(keyFile, generateIdentityPem(), { mode: 0o600 });
+    const dataDir = persistent ? join(this.dir, `${name}-data`) : undefined;
+    if (dataDir) mkdirSync(dataDir);
+    return { name, port, id: randomUUID(), keyFile, ...(dataDir ? { dataDir } : {}) };
+  }
+
+  startA(): Promise<TrellisNode> {
+    return TrellisNode.start(this.aConfig, { logger: createLogger('info', this.logs) });
+  }
+
+  startB(): Promise<TrellisNode> {
+    return TrellisNode.start(this.bConfig, { logger: createLogger('info', this.logs) });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([this.a?.stop(), this.b?.stop()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function config(
+  self: { name: string; port: number; id: string; keyFile: string; dataDir?: string },
+  peer: { name: string; id: string },
+  peerEndpoint: string | undefined,
+  acceptToken: string,
+  connectToken: string,
+  options: PairOptions,
+  tls: NodeConfig['tls'] | undefined,
+): NodeConfig {
+  return parseConfig({
+    server: { id: self.id, name: self.name, kind: 'CTS' },
+    listen: `127.0.0.1:${self.port}`,
+    identity_key_file: self.keyFile,
+    store: self.dataDir ? { data_dir: self.dataDir } : { memory: true },
+    ...(tls ? { tls } : {}),
+    link: { ...FAST_LINK, ...options.link },
+    trusts: [{ server_id: peer.id, name: peer.name, ...(peerEndpoint ? { endpoint: peerEndpoint } : {}), token_for_accepting: acceptToken, token_for_connecting: connectToken }],
+  });
+}
+
+/** Polls until `check` holds; fails with `what` after `timeoutMs`. Bounded, so a test always stops. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Posts `count` messages from `sender` on `node`, `inFlight` at a time so the node can group-commit them. */
+export async function postMessages(node: TrellisNode, chat: TestChat, sender: string, count: number, inFlight = 256): Promise<void> {
+  for (let first = 0; first < count; first += inFlight) {
+    const size = Math.min(inFlight, count - first);
+    await Promise.all(Array.from({ length: size }, (_, i) => node.post(messageDraft(chat, sender, `message ${first + i} from ${sender}`))));
+  }
+}
+
+/** Both stores hold `count` events of the chat, with equal digests. */
+export async function converged(pair: TestPair, chatId: string, count: number): Promise<boolean> {
+  const [inA, inB] = await Promise.all([pair.a.store.chatLog(chatId), pair.b.store.chatLog(chatId)]);
+  if (inA.length !== count || inB.length !== count) return false;
+  return (await pair.a.store.chatDigest(chatId)).equals(await pair.b.store.chatDigest(chatId));
+}
