@@ -115,6 +115,9 @@ export function checkRun(run: readonly Event[], originKey: Uint8Array): Event[] 
       throw new EventError('bad-id', `event id does not match its content (chat ${event.chatId}, seq ${event.seq})`);
     }
     const before = run[index - 1];
+    if (before && (event.chatId !== before.chatId || event.origin !== before.origin)) {
+      throw new EventError('bad-chain', `run mixes chats or origins (chat ${event.chatId}, seq ${event.seq})`);
+    }
     if (before && (event.seq !== before.seq + 1 || !Buffer.from(event.prev).equals(before.id))) {
       throw new EventError('bad-chain', `event does not follow the one before it (chat ${event.chatId}, seq ${event.seq})`);
     }

@@ -57,7 +57,22 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
   return key;
 }
 
+// Written by hand because node:crypto has no such check: OpenSSL (and tweetnacl) accept
+// forged signatures under a public key of small order (under y = 1, every message
+// verifies), libsodium refuses such keys and non-canonical ones. Refuse them as it does,
+// so every verifier agrees (fixtures/vectors/ed25519.json, smallOrderForgeries).
+const FIELD_P = (1n << 255n) - 19n;
+const ORDER_8_Y = 0x05fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826n;
+const SMALL_ORDER_Y = new Set([0n, 1n, FIELD_P - 1n, ORDER_8_Y, FIELD_P - ORDER_8_Y]);
+
+function isWeakPublicKey(publicKey: Uint8Array): boolean {
+  let y = BigInt(publicKey[31]! & 0x7f);
+  for (let i = 30; i >= 0; i--) y = (y << 8n) | BigInt(publicKey[i]!);
+  return y >= FIELD_P || SMALL_ORDER_Y.has(y);
+}
+
 export function verifySignature(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+  if (isWeakPublicKey(publicKey)) return false;
   return verify(null, message, publicKeyObject(publicKey), signature);
 }
