@@ -5,6 +5,7 @@ export type LinkErrorCode =
   | 'handshake-timeout'
   | 'dead-link'
   | 'duplicate-link'
+  | 'trust-changed'
   | 'shutting-down'
   | 'refused-by-peer'
   | 'backfill-refused'

@@ -3,7 +3,7 @@ import { checkTokenProof, NONCE_BYTES, proveToken, TrustError, type Identity, ty
 import type { Frame, Hello, Proof } from '../proto/gen/trellis/v1/link.js';
 import type { AuditEntry } from '../store/index.js';
 import type { TrustConfig } from './config.js';
-import { LinkFailure } from './errors.js';
+import { LinkFailure, type LinkErrorCode } from './errors.js';
 import type { FrameChannel } from './frame-channel.js';
 import type { FailureRateLimiter } from './rate-limit.js';
 
@@ -16,7 +16,9 @@ import type { FailureRateLimiter } from './rate-limit.js';
  *   acceptor → Proof, Welcome(cursor)      only after the dialler's proof checked out
  *   dialler  → Welcome(cursor)             only after the acceptor's proof checked out
  *
- * A side that cannot prove the pair learns only the other's server id.
+ * A side that cannot prove the pair learns only the other's server id. Each side
+ * claims the link slot (ending a link this one replaces) before it reads the cursor
+ * it sends in Welcome, so the peer resends exactly what is not stored here.
  */
 export const PROTOCOL_VERSION = 1;
 
@@ -28,13 +30,27 @@ export interface HandshakeContext {
   trustOf(serverId: string): TrustConfig | undefined;
   pinnedKey(serverId: string): Promise<Uint8Array | undefined>;
   pinKey(serverId: string, identityKey: Uint8Array): Promise<void>;
+  /**
+   * Makes room for a link to `peerId` dialled by `diallerId`: throws LinkFailure
+   * ('duplicate-link') when a live link wins over it, else ends the link it replaces and
+   * waits until that one has stored its last frame, so the cursor read next is exact.
+   */
+  claimLink(peerId: string, diallerId: string): Promise<LinkClaim>;
   /** The last link sequence of the peer's stream durably stored here. */
   storedLinkSeq(peerId: string): Promise<number>;
   audit(entry: AuditEntry): Promise<void>;
 }
 
+/** A reservation of the one link slot of a peer, held from the handshake until the link ends. */
+export interface LinkClaim {
+  readonly diallerId: string;
+  /** Gives the slot back if this handshake fails before its link is adopted. */
+  release(): void;
+}
+
 export interface LinkOpening {
   peerId: string;
+  claim: LinkClaim;
   trust: TrustConfig;
   /** Where to resend from: the last link sequence of our stream the peer has stored. */
   peerStoredLinkSeq: number;
@@ -43,6 +59,9 @@ export interface LinkOpening {
 }
 
 const TRUST_CODES: ReadonlySet<string> = new Set<TrustErrorCode>(['bad-proof', 'unknown-peer', 'trust-blocked', 'rate-limited', 'identity-changed', 'protocol']);
+const LINK_CODES: ReadonlySet<string> = new Set<LinkErrorCode>(['duplicate-link', 'trust-changed', 'shutting-down', 'handshake-timeout', 'unexpected-frame']);
+/** Outcomes of a healthy federation (a lost dial race, a peer not up yet): logged, not journalled. */
+const UNAUDITED_CODES: ReadonlySet<string> = new Set(['unreachable', 'duplicate-link', 'shutting-down']);
 
 function errorFrame(code: string, message: string): Frame {
   return { kind: { $case: 'error', value: { code, message, fatal: true } } };
@@ -61,6 +80,7 @@ async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: Fra
   if (!frame?.kind) throw new LinkFailure('unexpected-frame', `handshake: stream ended while waiting for ${kind}`);
   if (frame.kind.$case === 'error') {
     const { code, message } = frame.kind.value;
+    if (LINK_CODES.has(code)) throw new LinkFailure(code as LinkErrorCode, `refused by peer: ${code}: ${message}`);
     throw new TrustError(TRUST_CODES.has(code) ? (code as TrustErrorCode) : 'protocol', `refused by peer: ${code}: ${message}`);
   }
   if (frame.kind.$case !== kind) throw new LinkFailure('unexpected-frame', `handshake: expected ${kind}, got ${frame.kind.$case}`);
@@ -93,14 +113,14 @@ async function refuse(ctx: HandshakeContext, channel: FrameChannel, peer: string
   const refusedByPeer = message.startsWith('refused by peer');
   if (!refusedByPeer) channel.close(errorFrame(code, message));
   else channel.close();
-  // No peer answered: nothing to journal on every redial (the dial loop logs it).
-  if (code === 'unreachable') throw error;
+  if (UNAUDITED_CODES.has(code)) throw error;
   await ctx.audit({ kind: refusedByPeer ? 'link-refused-by-peer' : 'link-refused', code, detail: `${side}: ${message}`, ...(peer ? { peer } : {}) });
   throw error;
 }
 
 export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel, trust: TrustConfig): Promise<LinkOpening> {
   const ourNonce = randomBytes(NONCE_BYTES);
+  let claim: LinkClaim | undefined;
   try {
     await channel.send({ kind: { $case: 'hello', value: { serverId: ctx.selfId, nonce: ourNonce, protocolVersion: PROTOCOL_VERSION } } });
     const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
@@ -113,11 +133,13 @@ export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel
     if (!checkTokenProof(trust.token_for_accepting, theirProof, theirParts)) throw new TrustError('bad-proof', 'the peer could not prove our token for accepting');
     await checkIdentity(ctx, trust, theirProof);
     const welcome = await expectFrame(channel, 'welcome', ctx.timeoutMs);
+    claim = await ctx.claimLink(trust.server_id, ctx.selfId);
     const ourStoredLinkSeq = await ctx.storedLinkSeq(trust.server_id);
     await channel.send({ kind: { $case: 'welcome', value: { storedLinkSeq: ourStoredLinkSeq } } });
     await ctx.pinKey(trust.server_id, theirProof.identityKey);
-    return { peerId: trust.server_id, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
+    return { peerId: trust.server_id, claim, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
   } catch (error) {
+    claim?.release();
     return refuse(ctx, channel, trust.server_id, error, 'dialling');
   }
 }
@@ -125,6 +147,7 @@ export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel
 export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChannel): Promise<LinkOpening> {
   let claimedId: string | undefined;
   let source = channel.remoteAddress;
+  let claim: LinkClaim | undefined;
   try {
     const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
     claimedId = hello.serverId.slice(0, 64);
@@ -140,19 +163,22 @@ export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChann
     if (!checkTokenProof(trust.token_for_accepting, theirProof, theirParts)) throw new TrustError('bad-proof', 'the peer could not prove our token for accepting');
     await checkIdentity(ctx, trust, theirProof);
     const ourParts = { proverId: ctx.selfId, verifierId: trust.server_id, proverNonce: ourNonce, verifierNonce: hello.nonce };
+    claim = await ctx.claimLink(trust.server_id, trust.server_id);
     const ourStoredLinkSeq = await ctx.storedLinkSeq(trust.server_id);
     await channel.send({ kind: { $case: 'proof', value: proof(proveToken(trust.token_for_connecting, ctx.identity, ourParts)) } });
     await channel.send({ kind: { $case: 'welcome', value: { storedLinkSeq: ourStoredLinkSeq } } });
     const welcome = await expectFrame(channel, 'welcome', ctx.timeoutMs);
     await ctx.pinKey(trust.server_id, theirProof.identityKey);
-    return { peerId: trust.server_id, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
+    return { peerId: trust.server_id, claim, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
   } catch (error) {
+    claim?.release();
     if (error instanceof TrustError && error.code === 'rate-limited') {
       // Audited once, when the source crossed the limit; each further refusal would only flood the journal.
       channel.close(errorFrame(error.code, error.message));
       throw error;
     }
-    if (ctx.limiter.recordFailure(source)) {
+    // Only failed proofs and bad hellos count: losing a dial race is no attack.
+    if (error instanceof TrustError && ctx.limiter.recordFailure(source)) {
       await ctx.audit({ kind: 'link-rate-limited', code: 'rate-limited', detail: `accepting: ${channel.remoteAddress} reached the failure limit`, ...(claimedId ? { peer: claimedId } : {}) });
     }
     return refuse(ctx, channel, claimedId, error, 'accepting');

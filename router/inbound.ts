@@ -89,10 +89,13 @@ export class Inbound {
       } catch (error) {
         if (!(error instanceof EventError)) throw error;
         outcome.refused.push(error);
-        await this.deps.audit({ kind: 'event-refused', peer: peerId, code: error.code, detail: error.message });
       }
     }
     await this.deps.serial.run(() => this.place(authentic, outcome, cursor));
+    // Refusals from authentication and from placing on the chain alike: each is journalled.
+    for (const refusal of outcome.refused) {
+      await this.deps.audit({ kind: 'event-refused', peer: peerId, code: refusal.code, detail: refusal.message });
+    }
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
     return outcome;
   }

@@ -2,7 +2,7 @@ export { TrellisNode, PostError, type LinkStatus, type LinkColour, type NodeOpti
 export { loadConfig, parseConfig, isLoopback, type NodeConfig, type TrustConfig, type LinkTuning, TRUST_PORT, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
-export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening } from './handshake.js';
+export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';
 export { FrameChannel } from './frame-channel.js';
 export { Transport, GRPC_MESSAGE_BYTES_MAX } from './transport.js';
 export { FailureRateLimiter, HANDSHAKE_FAILURES_MAX } from './rate-limit.js';

@@ -33,6 +33,11 @@ export interface LinkStats {
   /** Received events that were already stored: a resumed link should send none. */
   eventsDuplicate: number;
   eventsRefused: number;
+  /** What the send loop waits for now: operators (and failing tests) read this to see a stall. */
+  sendState: 'reading' | 'window-full' | 'idle' | 'writing' | 'ended';
+  /** Our link sequence sent last, and how many batches the peer has not acknowledged. */
+  sentLinkSeq: number;
+  unackedBatches: number;
 }
 
 export interface LinkEnd {
@@ -57,6 +62,8 @@ export class LinkSession {
   private readonly acks: Notifier;
   private readonly unacked: number[] = [];
   private readonly backfillsAsked = new Set<string>();
+  /** The frame being handled now; a link that replaces this one waits for it (see drain). */
+  private handling: Promise<void> = Promise.resolve();
   private lastHeardAt: number;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -69,7 +76,17 @@ export class LinkSession {
     readonly diallerId: string,
   ) {
     this.acks = new Notifier();
-    this.stats = { resumedFrom: opening.peerStoredLinkSeq, batchesSent: 0, eventsSent: 0, eventsReceived: 0, eventsDuplicate: 0, eventsRefused: 0 };
+    this.stats = {
+      resumedFrom: opening.peerStoredLinkSeq,
+      batchesSent: 0,
+      eventsSent: 0,
+      eventsReceived: 0,
+      eventsDuplicate: 0,
+      eventsRefused: 0,
+      sendState: 'reading',
+      sentLinkSeq: opening.peerStoredLinkSeq,
+      unackedBatches: 0,
+    };
     this.ended = new Promise((resolve) => (this.finish = resolve));
     this.lastHeardAt = deps.now();
     this.log = deps.logger.child({ peer: opening.peerId, dialler: diallerId });
@@ -98,6 +115,16 @@ export class LinkSession {
     if (this.end) return;
     this.finishWith({ code, message });
     this.channel.close(tellPeer ? { kind: { $case: 'error', value: { code, message, fatal: true } } } : undefined);
+  }
+
+  /**
+   * Ends the link (if it is still open) and resolves once the frame it was handling is
+   * stored or given up: frames that arrive after the end are ignored, so from then on
+   * this link changes nothing in the store.
+   */
+  async drain(code: LinkErrorCode, message: string): Promise<void> {
+    this.close(code, message);
+    await this.handling.catch(() => undefined);
   }
 
   private finishWith(end: LinkEnd): void {
@@ -131,10 +158,11 @@ export class LinkSession {
     try {
       for (;;) {
         const frame = await this.channel.next();
+        if (this.end) return;
         if (!frame) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
         this.lastHeardAt = this.deps.now();
-        await this.onFrame(frame);
-        if (this.end) return;
+        this.handling = this.onFrame(frame);
+        await this.handling;
       }
     } catch (error) {
       if (this.end) return;
@@ -228,23 +256,29 @@ export class LinkSession {
     let position = this.opening.peerStoredLinkSeq;
     try {
       while (!this.end) {
+        this.stats.unackedBatches = this.unacked.length;
         if (this.unacked.length >= windowFrames) {
-          const version = this.acks.version;
-          if (this.unacked.length >= windowFrames) await this.acks.changedSince(version);
+          this.stats.sendState = 'window-full';
+          await this.acks.changedSince(this.acks.version);
           continue;
         }
+        this.stats.sendState = 'reading';
         const version = this.deps.appended.version;
         const events = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
         if (events.length === 0) {
+          this.stats.sendState = 'idle';
           await this.deps.appended.changedSince(version);
           continue;
         }
         position = events.at(-1)!.localSeq;
         this.unacked.push(position);
+        this.stats.sendState = 'writing';
         await this.channel.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events } } });
+        this.stats.sentLinkSeq = position;
         this.stats.batchesSent += 1;
         this.stats.eventsSent += events.length;
       }
+      this.stats.sendState = 'ended';
     } catch (error) {
       if (!this.end) this.fail(error);
     }

@@ -10,8 +10,9 @@ import { reconnectDelayMs } from './backoff.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock, type Now } from './clock.js';
 import type { NodeConfig, TrustConfig } from './config.js';
+import { LinkFailure, type LinkErrorCode } from './errors.js';
 import { FrameChannel } from './frame-channel.js';
-import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkOpening } from './handshake.js';
+import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
 import { Inbound, type ChainGap } from './inbound.js';
 import { LinkSession, type LinkEnd } from './link.js';
 import { createLogger, type Logger } from './logger.js';
@@ -94,6 +95,8 @@ export class TrellisNode extends EventEmitter {
   private readonly transport: Transport;
   private readonly trusts = new Map<string, TrustConfig>();
   private readonly links = new Map<string, LinkSession>();
+  /** Handshakes that hold a peer's link slot but are not links yet (see claimLink). */
+  private readonly claims = new Map<string, LinkClaim>();
   private readonly dialling = new Map<string, AbortController>();
   private readonly localQueue: QueuedPost[] = [];
   private localFlushScheduled = false;
@@ -224,6 +227,7 @@ export class TrellisNode extends EventEmitter {
       trustOf: (serverId) => this.trusts.get(serverId),
       pinnedKey: (serverId) => this.store.pinnedKey(serverId),
       pinKey: (serverId, key) => this.store.pinKey(serverId, key),
+      claimLink: (peerId, diallerId) => this.claimLink(peerId, diallerId),
       storedLinkSeq: (peerId) => this.store.linkCursor(peerId),
       audit: (entry) => this.audit(entry),
     };
@@ -247,24 +251,50 @@ export class TrellisNode extends EventEmitter {
   }
 
   /**
-   * Makes a handshaken stream the link to its peer. Exactly one link per trust: when
-   * both sides dialled, both keep the one dialled by the lower server id; a redial by
-   * the same side replaces its stale link.
+   * Exactly one link per trust. When both sides dial at once, both keep the link dialled
+   * by the lower server id; a redial by the same side replaces its own stale link. The
+   * rule is applied to the live link and to a claim still in its handshake alike, so two
+   * handshakes can never both win. The link replaced is drained first, so the cursor the
+   * new one sends in Welcome covers everything the old one stored.
+   */
+  private async claimLink(peerId: string, diallerId: string): Promise<LinkClaim> {
+    if (this.stopping) throw new LinkFailure('shutting-down', 'node is stopping');
+    const existing = this.links.get(peerId);
+    const holders = [this.claims.get(peerId)?.diallerId, existing?.isOpen ? existing.diallerId : undefined];
+    if (holders.some((holder) => holder !== undefined && !replaces(diallerId, holder))) {
+      throw new LinkFailure('duplicate-link', 'a link to this server is already up');
+    }
+    const claim: LinkClaim = {
+      diallerId,
+      release: () => {
+        if (this.claims.get(peerId) === claim) this.claims.delete(peerId);
+      },
+    };
+    this.claims.set(peerId, claim);
+    await existing?.drain('duplicate-link', 'replaced by a newer link');
+    return claim;
+  }
+
+  /**
+   * Makes a handshaken stream the link to its peer, if its claim still holds the slot and
+   * the trust it proved is still the one configured (an administrator may have changed
+   * tokens or blocked the trust while the handshake ran).
    */
   private adopt(channel: FrameChannel, opening: LinkOpening, diallerId: string): LinkSession | undefined {
-    if (this.stopping) {
-      channel.close();
+    const refusal: [LinkErrorCode, string] | undefined = this.stopping
+      ? ['shutting-down', 'node is stopping']
+      : this.trusts.get(opening.peerId) !== opening.trust
+        ? ['trust-changed', 'the trust changed during the handshake; dial again']
+        : this.claims.get(opening.peerId) !== opening.claim
+          ? ['duplicate-link', 'a link to this server is already up']
+          : undefined;
+    if (refusal) {
+      opening.claim.release();
+      channel.close({ kind: { $case: 'error', value: { code: refusal[0], message: refusal[1], fatal: true } } });
       return undefined;
     }
-    const existing = this.links.get(opening.peerId);
-    if (existing?.isOpen) {
-      const keepNew = diallerId === existing.diallerId || diallerId < existing.diallerId;
-      if (!keepNew) {
-        channel.close({ kind: { $case: 'error', value: { code: 'duplicate-link', message: 'a link to this server is already up', fatal: true } } });
-        return undefined;
-      }
-      existing.close('duplicate-link', 'replaced by a newer link');
-    }
+    this.claims.delete(opening.peerId);
+    this.links.get(opening.peerId)?.close('duplicate-link', 'replaced by a newer link');
     const session = new LinkSession(
       { tuning: this.config.link, logger: this.log, now: this.now, inbound: this.inbound, outbound: this.outbound, appended: this.appended, audit: (e) => this.audit(e) },
       channel,
@@ -301,7 +331,7 @@ export class TrellisNode extends EventEmitter {
       if (!trust?.endpoint || trust.status !== 'enabled') return;
       const existing = this.links.get(peerId);
       if (existing?.isOpen) {
-        await Promise.race([existing.ended, abortable(signal)]);
+        await untilEndedOrAborted(existing.ended, signal);
         attempt = 0;
       } else if (await this.dialOnce(trust, signal)) attempt = 0;
       else attempt += 1;
@@ -352,6 +382,7 @@ export class TrellisNode extends EventEmitter {
     this.trusts.set(trust.server_id, trust);
     await this.audit({ kind: before ? 'trust-changed' : 'trust-added', peer: trust.server_id, detail: `trust ${trust.name} ${trust.status}` });
     if (before) this.dropLink(trust.server_id, trust.status === 'enabled' ? 'trust changed' : 'trust blocked');
+    this.claims.get(trust.server_id)?.release();
     this.startDialling(trust);
   }
 
@@ -388,8 +419,24 @@ export class TrellisNode extends EventEmitter {
   }
 }
 
-function abortable(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+/** Waits for a link to end or the dial loop to be stopped, leaving no listener behind on the signal. */
+async function untilEndedOrAborted(ended: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort!: () => void;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([ended, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The one-link rule: a lower dialler id wins, and a side's redial replaces its own link. */
+function replaces(diallerId: string, holderDiallerId: string): boolean {
+  return diallerId <= holderDiallerId;
 }
 
 function readIdentityFile(path: string): string {

@@ -19,6 +19,11 @@ export interface AppendRequest {
   cursor?: { peerId: string; linkSeq: number };
 }
 
+export interface ChatSummary {
+  events: number;
+  digest: Buffer;
+}
+
 export interface AuditEntry {
   kind: string;
   peer?: string;
@@ -47,6 +52,8 @@ export interface EventStore {
   /** A chat's events in canonical order: (hybrid timestamp, origin, origin seq). */
   chatLog(chatId: string): Promise<StoredEvent[]>;
   chatDigest(chatId: string): Promise<Buffer>;
+  /** How many events a chat holds and their digest, reading ids only: cheap enough to poll. */
+  chatSummary(chatId: string): Promise<ChatSummary>;
   chatServers(chatId: string): Promise<string[]>;
   countEvents(): Promise<number>;
 
@@ -213,11 +220,15 @@ export class SqlEventStore implements EventStore {
   }
 
   async chatDigest(chatId: string): Promise<Buffer> {
+    return (await this.chatSummary(chatId)).digest;
+  }
+
+  async chatSummary(chatId: string): Promise<ChatSummary> {
     const rows = await this.db.query<{ id: Uint8Array }>(
       'select id from events where chat_id = $1 order by hlc_ms, hlc_counter, origin, seq',
       [chatId],
     );
-    return logDigest(rows.map((row) => row.id));
+    return { events: rows.length, digest: logDigest(rows.map((row) => row.id)) };
   }
 
   async chatServers(chatId: string): Promise<string[]> {

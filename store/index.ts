@@ -4,6 +4,7 @@ export {
   type EventStore,
   type StoredEvent,
   type ChainHead,
+  type ChatSummary,
   type AppendRequest,
   type AuditEntry,
   type AuditRecord,

@@ -31,9 +31,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Quick redials for tests. The dead-link bound stays seconds long: PGlite runs on the
+ * event loop, and opening a store blocks it for a second or more.
+ */
 export const FAST_LINK = {
-  heartbeat_interval_ms: 200,
-  dead_after_heartbeats: 5,
+  heartbeat_interval_ms: 500,
+  dead_after_heartbeats: 8,
   reconnect_min_ms: 20,
   reconnect_max_ms: 300,
   handshake_timeout_ms: 2_000,
@@ -54,6 +58,8 @@ export interface PairOptions {
   persistent?: boolean;
   /** Override what B presents when connecting (a wrong token). */
   bConnectToken?: string;
+  /** A only accepts; every link is B's dial. */
+  aOnlyAccepts?: boolean;
   /** B only accepts; every link is A's dial (through the proxy, if one is set). */
   bOnlyAccepts?: boolean;
   /** Where A dials B (a proxy in front of B). */
@@ -86,7 +92,7 @@ export class TestPair {
     const a = this.side('cts-a', aPort, options.persistent);
     const b = this.side('cts-b', bPort, options.persistent);
     const bEndpoint = options.aDialsB ? await options.aDialsB(bPort) : `127.0.0.1:${bPort}`;
-    this.aConfig = config(a, b, bEndpoint, this.tokens.aAccepts, this.tokens.bAccepts, options, options.tls);
+    this.aConfig = config(a, b, options.aOnlyAccepts ? undefined : bEndpoint, this.tokens.aAccepts, this.tokens.bAccepts, options, options.tls);
     this.bConfig = config(b, a, options.bOnlyAccepts ? undefined : `127.0.0.1:${aPort}`, this.tokens.bAccepts, options.bConnectToken ?? this.tokens.aAccepts, options, options.bTls ?? options.tls);
   }
 
@@ -106,8 +112,13 @@ export class TestPair {
     return TrellisNode.start(this.bConfig, { logger: createLogger('info', this.logs) });
   }
 
-  async stop(): Promise<void> {
+  /** Stops both nodes and keeps their data directories (to read the stored bytes). */
+  async stopNodes(): Promise<void> {
     await Promise.allSettled([this.a?.stop(), this.b?.stop()]);
+  }
+
+  async stop(): Promise<void> {
+    await this.stopNodes();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -132,11 +143,14 @@ function config(
   });
 }
 
-/** Polls until `check` holds; fails with `what` after `timeoutMs`. Bounded, so a test always stops. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+/**
+ * Polls until `check` holds; fails with `what` (and what `explain` says of the state
+ * it gave up in) after `timeoutMs`. Bounded, so a test always stops.
+ */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, explain?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${explain ? `: ${await explain()}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
@@ -151,7 +165,19 @@ export async function postMessages(node: TrellisNode, chat: TestChat, sender: st
 
 /** Both stores hold `count` events of the chat, with equal digests. */
 export async function converged(pair: TestPair, chatId: string, count: number): Promise<boolean> {
-  const [inA, inB] = await Promise.all([pair.a.store.chatLog(chatId), pair.b.store.chatLog(chatId)]);
-  if (inA.length !== count || inB.length !== count) return false;
-  return (await pair.a.store.chatDigest(chatId)).equals(await pair.b.store.chatDigest(chatId));
+  const [inA, inB] = [await pair.a.store.chatSummary(chatId), await pair.b.store.chatSummary(chatId)];
+  return inA.events === count && inB.events === count && inA.digest.equals(inB.digest);
+}
+
+/** Waits (bounded) for both logs of a chat to hold `count` events with equal digests. */
+export async function waitForConvergence(pair: TestPair, chatId: string, count: number, timeoutMs = 90_000): Promise<void> {
+  const explain = async () => {
+    const [inA, inB] = [await pair.a.store.chatSummary(chatId), await pair.b.store.chatSummary(chatId)];
+    const links = [pair.a, pair.b].map((node) => node.linkStatus().map((l) => `${node.config.server.name}→${l.name} ${l.status}`).join()).join(', ');
+    const gaps = [await pair.a.store.pendingGaps(), await pair.b.store.pendingGaps()].map((g) => g.length);
+    const stats = [pair.a, pair.b].map((node) => JSON.stringify(node.link(node === pair.a ? pair.b.id : pair.a.id)?.stats ?? null)).join(' / ');
+    const warnings = pair.logs.lines.filter((line) => !line.includes('"level":30')).slice(-8).join('\n');
+    return `A holds ${inA.events}/${count}, B ${inB.events}/${count}; links ${links}; link stats ${stats}; chains with held events A ${gaps[0]}, B ${gaps[1]}\n${warnings}`;
+  };
+  await waitFor('both logs complete and equal', () => converged(pair, chatId, count), timeoutMs, explain);
 }

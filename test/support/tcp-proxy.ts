@@ -34,6 +34,14 @@ export class TcpProxy {
     return this.sockets.size / 2;
   }
 
+  /** Stops carrying bytes on every live connection without closing it: the link goes silent. */
+  freeze(): void {
+    for (const socket of this.sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
+  }
+
   /** Destroys every live connection mid-stream. */
   cutAll(): void {
     this.cuts += 1;

@@ -1,0 +1,84 @@
+import { readFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { identityFromPem } from '../../crypto/index.js';
+import { runCli } from './index.js';
+import { EXIT_CANT_CREATE, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('trellis CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('answers --help for the program and for every command', async () => {
+    const top = await run('--help');
+    expect(top.code).toBe(0);
+    for (const command of ['start', 'check', 'keygen', 'token', 'demo']) expect(top.out).toContain(command);
+    expect(top.out).toContain('Exit codes');
+    for (const command of ['start', 'check', 'keygen', 'token', 'demo']) {
+      const help = await run(command, '--help');
+      expect(help.code, command).toBe(0);
+      expect(help.out, command).toContain(`Usage: trellis ${command}`);
+    }
+  });
+
+  it('refuses an unknown command or a missing option with a usage error', async () => {
+    const unknown = await run('launch');
+    expect(unknown.code).toBe(EXIT_USAGE);
+    expect(unknown.err).toContain("unknown command 'launch'");
+    const missing = await run('start');
+    expect(missing.code).toBe(EXIT_USAGE);
+    expect(missing.err).toContain('--config');
+    const badCount = await run('demo', '--events', 'lots');
+    expect(badCount.code).toBe(EXIT_USAGE);
+    expect(badCount.err).toContain('must be a whole number');
+  });
+
+  it('writes an identity key once, prints its public key, and will not overwrite it unasked', async () => {
+    const keyFile = join(dir, 'keys', 'identity.key');
+    const made = await run('keygen', '--out', keyFile);
+    expect(made.code).toBe(0);
+    const publicKey = Buffer.from(identityFromPem(readFileSync(keyFile, 'utf8')).publicKey).toString('base64');
+    expect(made.out).toContain(publicKey);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const again = await run('keygen', '--out', keyFile);
+    expect(again.code).toBe(EXIT_CANT_CREATE);
+    expect(again.err).toContain('--force');
+  });
+
+  it('prints fresh tokens long enough for a trust', async () => {
+    const [first, second] = [await run('token'), await run('token')];
+    expect(first.out).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(first.out).not.toBe(second.out);
+  });
+
+  it('checks a configuration: the committed fixtures pass, a broken one names its key', async () => {
+    for (const fixture of ['cts-a', 'cts-b']) {
+      const checked = await run('check', '--config', `fixtures/pair/${fixture}.yaml`);
+      expect(checked.code, checked.err).toBe(0);
+      expect(checked.out).toContain('valid');
+    }
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, 'server: { id: nope, name: x, kind: CTS }\nlisten: 127.0.0.1:5001\nidentity_key_file: k\nstore: { memory: true }\n');
+    const refused = await run('check', '--config', broken);
+    expect(refused.code).toBe(EXIT_CONFIG);
+    expect(refused.err).toContain('server.id: must be this server id, a UUID');
+    expect(refused.err).not.toContain('    at ');
+  });
+
+  it('tells how to make a missing identity key instead of failing with a stack', async () => {
+    const config = join(dir, 'nokey.yaml');
+    writeFileSync(config, `server: { id: 6f1c2a9e-3b7d-4e52-9a4f-0c8d1e2f3a41, name: a, kind: CTS }\nlisten: 127.0.0.1:0\nidentity_key_file: absent.key\nstore: { memory: true }\n`);
+    const started = await run('start', '--config', config);
+    expect(started.code).not.toBe(0);
+    expect(started.err).toContain('trellis keygen --out');
+    expect(started.err).not.toContain('    at ');
+  });
+});

@@ -1,0 +1,111 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { loadConfig, TrellisNode } from '../../router/index.js';
+import { runDemo } from './demo.js';
+import { exitCodeOf, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { newToken, writeIdentityKey } from './keys.js';
+
+export { CliError, exitCodeOf, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
+
+/** Demo size bounds: enough to show batching, small enough to finish in seconds. */
+const DEMO_EVENTS_DEFAULT = 1_000;
+const DEMO_EVENTS_MAX = 100_000;
+
+export interface CliIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0   done
+  1   failed at run time (see the message)
+  64  bad command line
+  69  the store could not be opened
+  73  a file could not be created
+  78  the configuration is invalid (the message names the key)`;
+
+function positiveInt(max: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1 || parsed > max) throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
+    return parsed;
+  };
+}
+
+/** Runs the node until SIGINT or SIGTERM, then stops it cleanly (links closed, store closed). */
+async function start(configFile: string, io: CliIo): Promise<void> {
+  const node = await TrellisNode.start(loadConfig(configFile));
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  io.err('stopping: closing links and the store');
+  await node.stop();
+}
+
+function program(io: CliIo): Command {
+  const cli = new Command('trellis')
+    .description('Trellis: event-sourced federation and trust router for corporate messengers')
+    .configureOutput({ writeOut: (text) => io.out(text.trimEnd()), writeErr: (text) => io.err(text.trimEnd()) })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  cli
+    .command('start')
+    .description('run one server\'s node: listen for trust links (TCP 5001 by default) and dial every enabled trust')
+    .requiredOption('-c, --config <file>', 'the node\'s YAML configuration')
+    .addHelpText('after', '\nStops cleanly on SIGINT or SIGTERM. Check a configuration without starting: trellis check --config FILE')
+    .action(async (options: { config: string }) => start(options.config, io));
+
+  cli
+    .command('check')
+    .description('validate a configuration file and print what it sets up, without starting anything')
+    .requiredOption('-c, --config <file>', 'the node\'s YAML configuration')
+    .action((options: { config: string }) => {
+      const config = loadConfig(options.config);
+      io.out(`${options.config}: valid. ${config.server.kind} ${config.server.name} (${config.server.id}) listens on ${config.listen}, ${config.tls ? 'TLS' : 'plaintext'}, ${config.trusts.length} trust(s)`);
+    });
+
+  cli
+    .command('keygen')
+    .description('create this server\'s Ed25519 identity key and print its public key (what a peer may pin)')
+    .requiredOption('-o, --out <file>', 'where to write the private key (PEM, mode 0600)')
+    .option('-f, --force', 'replace an existing key (peers that pinned the old one will refuse the link)')
+    .action((options: { out: string; force?: boolean }) => {
+      const publicKey = writeIdentityKey(options.out, options.force);
+      io.out(`wrote ${options.out}\nidentity_key (public, base64): ${publicKey}`);
+    });
+
+  cli
+    .command('token')
+    .description('print a new random token for one half of a token pair')
+    .addHelpText('after', '\nPairing: your token_for_accepting is the peer\'s token_for_connecting, and the other way round.')
+    .action(() => io.out(newToken()));
+
+  cli
+    .command('demo')
+    .description('start the servers of a fixtures folder in this process, exchange a chat between them, and check that every log ends equal')
+    .option('--fixtures <folder>', 'one YAML config per server', 'fixtures/pair')
+    .option('-n, --events <count>', `messages posted on each server (at most ${DEMO_EVENTS_MAX})`, positiveInt(DEMO_EVENTS_MAX), DEMO_EVENTS_DEFAULT)
+    .option('--log-file <file>', 'where the nodes\' structured logs go', 'data/demo.log')
+    .action(async (options: { fixtures: string; events: number; logFile: string }) =>
+      runDemo({ fixtures: options.fixtures, eventsPerServer: options.events, logFile: options.logFile, print: io.out }),
+    );
+
+  for (const command of cli.commands) command.exitOverride().configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) });
+  return cli;
+}
+
+/** Parses and runs one command line; returns the exit code instead of exiting, so tests can call it. */
+export async function runCli(argv: string[], io: CliIo = { out: console.log, err: console.error }): Promise<number> {
+  try {
+    await program(io).parseAsync(argv, { from: 'user' });
+    return EXIT_OK;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    io.err(`trellis: ${error instanceof Error ? error.message : String(error)}`);
+    return exitCodeOf(error);
+  }
+}
+

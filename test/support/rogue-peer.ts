@@ -1,0 +1,144 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chainEvent, identityFromSeed, signEventId, type ChainPosition, type Identity } from '../../crypto/index.js';
+import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
+import type { Frame } from '../../proto/gen/trellis/v1/link.js';
+import { dialHandshake, FailureRateLimiter, FrameChannel, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
+import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
+
+/**
+ * A peer under the test's control: it pairs with a node like any server (same
+ * handshake code), then sends whatever frames the test hands it — tampered events,
+ * wrong kinds, oversized batches — and reads what the node answers.
+ */
+export class RoguePeer {
+  readonly id = randomUUID();
+  readonly identity: Identity = identityFromSeed(randomBytes(32));
+  /** What the node accepts from us, and what it presents to us. */
+  readonly tokens = { nodeAccepts: randomBytes(24).toString('base64url'), nodePresents: randomBytes(24).toString('base64url') };
+  private readonly heads = new Map<string, ChainPosition>();
+  private hlcMs = Date.now();
+
+  private constructor(readonly node: TrellisNode) {}
+
+  /** Adds a trust for this peer to the running node (it never dials us: no endpoint). */
+  static async attach(node: TrellisNode): Promise<RoguePeer> {
+    const peer = new RoguePeer(node);
+    await node.setTrust({
+      server_id: peer.id,
+      name: 'rogue',
+      kind: 'CTS',
+      token_for_accepting: peer.tokens.nodeAccepts,
+      token_for_connecting: peer.tokens.nodePresents,
+      status: 'enabled',
+      allow_trust_search: false,
+    });
+    return peer;
+  }
+
+  /** Opens a stream to the node without a handshake (for frames that must be refused before one). */
+  open(): { channel: FrameChannel; close(): void } {
+    const { client, call } = new Transport(this.node.config).dial(`127.0.0.1:${this.node.port}`);
+    const channel = new FrameChannel(call, 'node');
+    return { channel, close: () => (channel.abort(), client.close()) };
+  }
+
+  /** Dials and completes the handshake, presenting `token` (the right one unless told otherwise). */
+  async connect(token = this.tokens.nodeAccepts): Promise<RogueLink> {
+    const stream = this.open();
+    const trust: TrustConfig = {
+      server_id: this.node.id,
+      name: 'node',
+      kind: 'CTS',
+      token_for_connecting: token,
+      token_for_accepting: this.tokens.nodePresents,
+      status: 'enabled',
+      allow_trust_search: false,
+    };
+    try {
+      const opening = await dialHandshake(
+        {
+          selfId: this.id,
+          identity: this.identity,
+          timeoutMs: 5_000,
+          limiter: new FailureRateLimiter(Date.now),
+          trustOf: () => trust,
+          pinnedKey: async () => undefined,
+          pinKey: async () => undefined,
+          claimLink: async (_peer, diallerId) => ({ diallerId, release: () => undefined }),
+          storedLinkSeq: async () => 0,
+          audit: async () => undefined,
+        },
+        stream.channel,
+        trust,
+      );
+      return new RogueLink(stream.channel, opening, stream.close);
+    } catch (error) {
+      stream.close();
+      throw error;
+    }
+  }
+
+  /** A chat with one member on the node and one here, opened by a chat-created event of ours. */
+  newChat(): TestChat {
+    return newChat([`victor@${this.node.id}`, `mallory@${this.id}`]);
+  }
+
+  /** Our next `count` events of the chat (the first ever is chat-created), signed at the last one. */
+  events(chat: TestChat, count: number, origin = this.id): Event[] {
+    const events: Event[] = [];
+    for (let i = 0; i < count; i++) {
+      const key = `${chat.id}/${origin}`;
+      const head = this.heads.get(key);
+      const draft = head ? messageDraft(chat, `mallory@${origin}`, `rogue message ${i}`) : createdDraft(chat, `mallory@${origin}`);
+      const event = chainEvent(origin, head, draft, { ms: (this.hlcMs += 1), counter: 0 });
+      this.heads.set(key, { seq: event.seq, id: event.id });
+      events.push(event);
+    }
+    const last = events.at(-1);
+    if (last) last.signature = signEventId(this.identity, last.id);
+    return events;
+  }
+
+  /** Forgets that events were built (the test will not send them), so the next ones start over from `head`. */
+  rewind(chat: TestChat, head: ChainPosition | undefined, origin = this.id): void {
+    const key = `${chat.id}/${origin}`;
+    if (head) this.heads.set(key, head);
+    else this.heads.delete(key);
+  }
+}
+
+type FrameKind = NonNullable<Frame['kind']>['$case'];
+type FrameValue<K extends FrameKind> = Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
+
+export class RogueLink {
+  private linkSeq = 0;
+
+  constructor(
+    readonly channel: FrameChannel,
+    readonly opening: LinkOpening,
+    readonly close: () => void,
+  ) {}
+
+  send(frame: Frame): Promise<void> {
+    return this.channel.send(frame);
+  }
+
+  /** Sends events as the next batch of our link stream; returns its link sequence. */
+  async sendBatch(events: Event[]): Promise<number> {
+    this.linkSeq += 1;
+    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events } } });
+    return this.linkSeq;
+  }
+
+  /** Frames from the node until one of `kind` arrives (heartbeats and the node's own batches skipped). */
+  async until<K extends FrameKind>(kind: K, timeoutMs = 10_000): Promise<FrameValue<K>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const frame = await this.channel.next(Math.max(1, deadline - Date.now()));
+      if (!frame) throw new Error(`stream ended while waiting for ${kind}`);
+      if (frame.kind?.$case === kind) return frame.kind.value as unknown as FrameValue<K>;
+    }
+  }
+}
+
+export { EventKind };
