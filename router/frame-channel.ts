@@ -45,12 +45,14 @@ export class FrameChannel {
   }
 
   async send(frame: Frame): Promise<void> {
-    if (this.closed) throw this.streamError ?? new Error('link stream is closed');
+    // A stream that already closed emits neither 'drain' nor 'close' again: waiting would hang.
+    if (this.closed || this.stream.destroyed || this.stream.writableEnded) throw this.streamError ?? new Error('link stream is closed');
     if (this.stream.write(frame)) return;
     await new Promise<void>((resolve, reject) => {
       const done = (error?: Error) => {
         this.stream.off('drain', onDrain);
         this.stream.off('close', onClose);
+        this.stream.off('error', onClose);
         if (error) reject(error);
         else resolve();
       };
@@ -58,6 +60,8 @@ export class FrameChannel {
       const onClose = () => done(this.streamError ?? new Error('link stream closed while writing'));
       this.stream.on('drain', onDrain);
       this.stream.on('close', onClose);
+      this.stream.on('error', onClose);
+      if (this.stream.destroyed) onClose();
     });
   }
 
