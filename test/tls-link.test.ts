@@ -34,8 +34,9 @@ describe('trust links over TLS', () => {
     pair = await TestPair.start({ tls, bTls: distrustful, aOnlyAccepts: true });
     const errors: LinkFailure[] = [];
     pair.b.on('link-error', (_peer: string, error: LinkFailure) => errors.push(error));
-    await waitFor('B to fail a few dials', () => errors.length >= 3);
-    expect(errors.every((error) => error.code === 'unreachable')).toBe(true);
+    await waitFor('B to fail a few dials', () => errors.filter((error) => error.code === 'unreachable').length >= 3);
+    // Never a token proof: the dials fail in TLS (or, while A starts, time out before any frame).
+    expect(errors.every((error) => error.code === 'unreachable' || error.code === 'handshake-timeout')).toBe(true);
     expect(pair.b.link(pair.a.id)).toBeUndefined();
     expect(pair.a.link(pair.b.id)).toBeUndefined();
     // A never saw a handshake: the TLS layer refused before any frame.

@@ -26,9 +26,9 @@ describe('only paired servers talk', () => {
     const wrongToken = 'wrong-token-' + 'x'.repeat(24);
     pair = await TestPair.start({ bConnectToken: wrongToken, aOnlyAccepts: true });
     const errors = dialErrors(pair, 'b');
-    await waitFor('B told it was refused', () => errors.length > 0);
-    expect(errors[0]).toBeInstanceOf(TrustError);
-    expect(errors[0]!.code).toBe('bad-proof');
+    // A dial that reaches A before it listens fails otherwise first; the refusal is what counts.
+    await waitFor('B told it was refused', () => errors.some((error) => error.code === 'bad-proof'));
+    expect(errors.find((error) => error.code === 'bad-proof')).toBeInstanceOf(TrustError);
     await waitFor('refusals journalled on both sides', async () =>
       (await auditKinds(pair!, 'a')).some((e) => e.kind === 'link-refused' && e.code === 'bad-proof') &&
       (await auditKinds(pair!, 'b')).some((e) => e.kind === 'link-refused-by-peer' && e.code === 'bad-proof'),
