@@ -95,6 +95,8 @@ export class TrellisNode extends EventEmitter {
   private readonly transport: Transport;
   private readonly trusts = new Map<string, TrustConfig>();
   private readonly links = new Map<string, LinkSession>();
+  /** Identity keys pinned by peers we hold trusts with (see pinnedKey). */
+  private readonly pinnedKeys = new Map<string, Uint8Array>();
   /** Handshakes that hold a peer's link slot but are not links yet (see claimLink). */
   private readonly claims = new Map<string, LinkClaim>();
   private readonly dialling = new Map<string, AbortController>();
@@ -210,7 +212,17 @@ export class TrellisNode extends EventEmitter {
     if (origin === this.id) return this.identity.publicKey;
     const trust = this.trusts.get(origin);
     if (!trust) return undefined;
-    return trust.identity_key ? Buffer.from(trust.identity_key, 'base64') : this.store.pinnedKey(origin);
+    return trust.identity_key ? Buffer.from(trust.identity_key, 'base64') : this.pinnedKey(origin);
+  }
+
+  /** A pinned key never changes (pinKey keeps the first), so it is read from the store once per peer. */
+  private async pinnedKey(serverId: string): Promise<Uint8Array | undefined> {
+    let key = this.pinnedKeys.get(serverId);
+    if (!key) {
+      key = await this.store.pinnedKey(serverId);
+      if (key && this.trusts.has(serverId)) this.pinnedKeys.set(serverId, key);
+    }
+    return key;
   }
 
   async audit(entry: AuditEntry): Promise<void> {
@@ -225,7 +237,7 @@ export class TrellisNode extends EventEmitter {
       timeoutMs: this.config.link.handshake_timeout_ms,
       limiter: this.limiter,
       trustOf: (serverId) => this.trusts.get(serverId),
-      pinnedKey: (serverId) => this.store.pinnedKey(serverId),
+      pinnedKey: (serverId) => this.pinnedKey(serverId),
       pinKey: (serverId, key) => this.store.pinKey(serverId, key),
       claimLink: (peerId, diallerId) => this.claimLink(peerId, diallerId),
       storedLinkSeq: (peerId) => this.store.linkCursor(peerId),
@@ -388,6 +400,7 @@ export class TrellisNode extends EventEmitter {
 
   async removeTrust(serverId: string): Promise<void> {
     if (!this.trusts.delete(serverId)) return;
+    this.pinnedKeys.delete(serverId);
     await this.audit({ kind: 'trust-removed', peer: serverId, detail: 'trust removed' });
     this.dropLink(serverId, 'trust removed');
   }
