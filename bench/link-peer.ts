@@ -1,33 +1,63 @@
 /**
- * The receiving server of the link benchmark, run as a child process so the two
- * servers use two cores, as two real servers would. It reports every durable append
- * of the origin's events (id and time) to the parent over IPC.
+ * The receiving server of the link bench, in its own process so the two servers run on
+ * two cores as two real servers would. It reports each durable append of the other
+ * server's events (when, and which) to the parent, and exits when told to stop or when
+ * the parent goes away.
  */
 import { cryptoReady } from '../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode } from '../router/index.js';
 import type { StoredEvent } from '../store/index.js';
 import { sharedNowMs } from './clock.js';
+import { cpuMs } from './cpu.js';
+import type { FromPeer, ToPeer } from './peer-messages.js';
 
-export interface PeerAppended {
-  type: 'appended';
-  ids: string[];
-  atMs: number;
+/** A peer that cannot stop cleanly in this time exits anyway. */
+const STOP_LIMIT_MS = 5_000;
+
+function send(message: FromPeer): void {
+  process.send?.(message);
+}
+
+/** Groups one append's foreign events by chat. */
+function report(node: TrellisNode, events: StoredEvent[]): FromPeer | undefined {
+  const atMs = sharedNowMs();
+  const byChat = new Map<string, number[]>();
+  for (const event of events) {
+    if (event.origin === node.id) continue;
+    const seqs = byChat.get(event.chatId) ?? [];
+    seqs.push(event.seq);
+    byChat.set(event.chatId, seqs);
+  }
+  if (byChat.size === 0) return undefined;
+  return { type: 'appended', atMs, chats: [...byChat].map(([chatId, seqs]) => ({ chatId, seqs })) };
+}
+
+function exitAfterStopping(node: TrellisNode | undefined, code: number): void {
+  setTimeout(() => process.exit(code), STOP_LIMIT_MS).unref();
+  void (node?.stop() ?? Promise.resolve()).catch(() => undefined).finally(() => process.exit(code));
 }
 
 async function main(): Promise<void> {
   await cryptoReady();
-  const configDocument = await new Promise<unknown>((resolve) => process.once('message', resolve));
-  const node = await TrellisNode.start(parseConfig(configDocument, 'bench peer'), { logger: createLogger('silent') });
-  node.on('appended', (events: StoredEvent[]) => {
-    const atMs = sharedNowMs();
-    const ids = events.filter((event) => event.origin !== node.id).map((event) => event.id.toString('hex'));
-    if (ids.length > 0) process.send!({ type: 'appended', ids, atMs } satisfies PeerAppended);
+  let node: TrellisNode | undefined;
+  // The parent going away (even killed) closes the IPC channel: never outlive it.
+  process.once('disconnect', () => exitAfterStopping(node, 0));
+  process.on('message', (message: ToPeer) => {
+    if (message.type === 'stop') exitAfterStopping(node, 0);
+    if (message.type === 'cpu') send({ type: 'cpu', cpuMs: cpuMs() });
   });
-  process.send!({ type: 'ready', port: node.port });
-  process.once('disconnect', () => void node.stop().finally(() => process.exit(0)));
+  const start = await new Promise<ToPeer>((resolve) => process.once('message', resolve));
+  if (start.type !== 'start') return;
+  node = await TrellisNode.start(parseConfig(start.config, 'bench peer'), { logger: createLogger('silent') });
+  const started = node;
+  started.on('appended', (events: StoredEvent[]) => {
+    const message = report(started, events);
+    if (message) send(message);
+  });
+  send({ type: 'ready', port: started.port });
 }
 
 main().catch((error) => {
-  console.error(`bench peer: ${error instanceof Error ? error.message : String(error)}`);
+  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
   process.exit(1);
 });

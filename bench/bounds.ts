@@ -1,0 +1,122 @@
+/**
+ * The machine's own bounds, measured in the same run as the link: how fast this core
+ * verifies Ed25519 and how fast PGlite on a data directory appends and reads back the
+ * events a link carries. A link figure is only meaningful next to these.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { chainEvent, identityFromSeed, verifySignature, type ChainPosition } from '../crypto/index.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { openEmbeddedStore, type EventStore } from '../store/index.js';
+import { percentile, sharedNowMs } from './clock.js';
+
+/** How long the verify loop runs. */
+export const VERIFY_SAMPLE_MS = 1_000;
+/** Events per append transaction: the node's LOCAL_BATCH_EVENTS_MAX and a link frame's default batch_events. */
+export const STORE_BATCH_EVENTS = 512;
+/** Single-event commits timed for the per-hop latency floor. */
+export const COMMIT_SAMPLES = 200;
+
+export interface StoreBounds {
+  bodyBytes: number;
+  /** Events in the sample chat. */
+  chatEvents: number;
+  /** One transaction per batch of STORE_BATCH_EVENTS: what a receiving node does per frame. */
+  appendRowsPerS: number;
+  /** The origin's outbound query (events for a peer after a link position), a page at a time. */
+  readBackRowsPerS: number;
+  /** Median time of a transaction that appends one event: the floor of each hop at low load. */
+  commitOneMs: number;
+}
+
+export function measureVerifyPerS(): number {
+  const identity = identityFromSeed(randomBytes(32));
+  const message = randomBytes(64);
+  const signature = identity.sign(message);
+  let count = 0;
+  const start = sharedNowMs();
+  while (sharedNowMs() - start < VERIFY_SAMPLE_MS) {
+    for (let i = 0; i < 100; i++) if (!verifySignature(identity.publicKey, message, signature)) throw new Error('verify sample failed');
+    count += 100;
+  }
+  return (count / (sharedNowMs() - start)) * 1000;
+}
+
+const ORIGIN = 'bench-origin';
+const PEER = 'bench-peer';
+
+/** One chat's chain from this origin: a chat-created event naming both servers, then messages. */
+function sampleChain(chatId: string, bodyBytes: number, count: number): Event[] {
+  const events: Event[] = [];
+  let head: ChainPosition | undefined;
+  for (let i = 0; i < count; i++) {
+    const created = i === 0;
+    const event = chainEvent(ORIGIN, head, {
+      chatId,
+      senderUser: `alice@${ORIGIN}`,
+      senderDevice: 'bench',
+      kind: created ? EventKind.EVENT_KIND_CHAT_CREATED : EventKind.EVENT_KIND_MESSAGE_POSTED,
+      ...(created ? { members: [`alice@${ORIGIN}`, `bob@${PEER}`] } : {}),
+      body: randomBytes(bodyBytes),
+    }, { ms: Date.now(), counter: i });
+    head = { seq: event.seq, id: event.id };
+    events.push(event);
+  }
+  return events;
+}
+
+// Each loop below yields a turn of the event loop per batch, so the bench's time limit
+// and Ctrl-C are heard: PGlite itself resolves on promise callbacks alone.
+
+async function timeBatchAppends(store: EventStore, events: Event[]): Promise<number> {
+  const start = sharedNowMs();
+  for (let i = 0; i < events.length; i += STORE_BATCH_EVENTS) {
+    await store.append({ events: events.slice(i, i + STORE_BATCH_EVENTS) });
+    await nextTurn();
+  }
+  return (events.length / (sharedNowMs() - start)) * 1000;
+}
+
+async function timeReadBack(store: EventStore, rows: number): Promise<number> {
+  const start = sharedNowMs();
+  let read = 0;
+  for (let after = 0; read < rows; ) {
+    const page = await store.outboundEvents(ORIGIN, PEER, after, STORE_BATCH_EVENTS);
+    if (page.length === 0) break;
+    read += page.length;
+    after = page.at(-1)!.localSeq;
+    await nextTurn();
+  }
+  return (read / (sharedNowMs() - start)) * 1000;
+}
+
+async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<number> {
+  const events = sampleChain('single-commits', bodyBytes, COMMIT_SAMPLES);
+  const samples: number[] = [];
+  for (const event of events) {
+    const start = sharedNowMs();
+    await store.append({ events: [event] });
+    samples.push(sharedNowMs() - start);
+    await nextTurn();
+  }
+  return percentile(samples.sort((a, b) => a - b), 0.5);
+}
+
+/**
+ * Appends, reads back and single commits of `bodyBytes` bodies on a fresh store in
+ * `dataDir`, in one chat of `events` events: the read-back's cost grows with the length of
+ * the chat (see the report), so the sample chat is as long as the link run's.
+ */
+export async function measureStore(dataDir: string, bodyBytes: number, events: number): Promise<StoreBounds> {
+  const store = await openEmbeddedStore({ dataDir: join(dataDir, `store-${bodyBytes}`) });
+  try {
+    const chain = sampleChain('batch-appends', bodyBytes, events);
+    const appendRowsPerS = await timeBatchAppends(store, chain);
+    const readBackRowsPerS = await timeReadBack(store, chain.length);
+    const commitOneMs = await timeSingleCommits(store, bodyBytes);
+    return { bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, commitOneMs };
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The bench's output: one table, each figure beside its target, the bound it runs into
+ * (from the machine bounds measured in the same run) and how durable it is; and the
+ * same figures as JSON for comparing runs.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname } from 'node:path';
+import type { StoreBounds } from './bounds.js';
+import type { CaseResult } from './link-case.js';
+
+export const TARGET_EVENTS_PER_S = 20_000;
+export const TARGET_P99_MS = 10;
+export const TARGET_PACED_PER_S = 1_000;
+/** A core this busy during a run is the bound: the run waited on that process's CPU. */
+export const SATURATED_BUSY = 0.9;
+/** Other processes using more than this share of a core during a run: the bench did not have the machine to itself. */
+export const OTHERS_BUSY_MAX = 0.1;
+
+/** What "durable" means for every stored figure: PGlite on a data directory under Node. */
+export const DURABILITY = {
+  short: 'OS write, no fsync',
+  full:
+    'The node acknowledges an event (post resolves, a frame is acked) only after the PGlite transaction holding it has ' +
+    'committed, and PGlite hands every commit to the OS before it resolves: durable against a crash of the process. ' +
+    "But PGlite's Node filesystem layer (emscripten NODEFS) has no fsync, so Postgres' fsync is a no-op: " +
+    'NOT durable against power loss or an OS crash.',
+};
+
+export interface Report {
+  date: string;
+  node: string;
+  cpus: number;
+  cpuModel: string;
+  durability: string;
+  targets: { eventsPerS: number; p99Ms: number; atPerS: number };
+  bounds: { ed25519VerifyPerS: number; store: StoreBounds[] };
+  cases: CaseResult[];
+}
+
+export function makeReport(verifyPerS: number, store: StoreBounds[], cases: CaseResult[]): Report {
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    durability: DURABILITY.full,
+    targets: { eventsPerS: TARGET_EVENTS_PER_S, p99Ms: TARGET_P99_MS, atPerS: TARGET_PACED_PER_S },
+    bounds: { ed25519VerifyPerS: verifyPerS, store },
+    cases,
+  };
+}
+
+const count = (value: number) => Math.round(value).toLocaleString('en-US');
+const ms = (value: number) => (value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : count(value));
+const size = (bytes: number) => (bytes >= 1024 ? `${(bytes / 1024).toFixed(bytes % 1024 ? 1 : 0)} KiB` : `${bytes} B`);
+
+const percent = (share: number) => `${Math.round(share * 100)}%`;
+
+function nearestStore(store: StoreBounds[], bodyBytes: number): StoreBounds {
+  return store.reduce((best, next) => (Math.abs(next.bodyBytes - bodyBytes) < Math.abs(best.bodyBytes - bodyBytes) ? next : best));
+}
+
+/** What the run waited on, from the CPU each server's process used during it. */
+function limiter(result: CaseResult): string {
+  if (Math.max(result.originBusy, result.peerBusy) < SATURATED_BUSY) return 'no core saturated: waits on the link';
+  return result.originBusy >= result.peerBusy ? 'origin CPU' : 'peer CPU';
+}
+
+type Row = [figure: string, measured: string, target: string, busy: string, bound: string, durability: string];
+
+function caseRows(result: CaseResult, report: Report): Row[] {
+  const bounds = nearestStore(report.bounds.store, result.bodyBytes);
+  const body = size(result.bodyBytes);
+  const busy = [result.originBusy, result.peerBusy, result.otherBusy].map((share) => (share === undefined ? '?' : percent(share))).join(' / ');
+  const batching = `${result.eventsPerCommit.toFixed(1)} ev/commit, ${result.eventsPerFrame.toFixed(1)} ev/frame`;
+  if (result.ratePerS) {
+    const floorMs = bounds.commitOneMs * 2 + 1000 / bounds.readBackRowsPerS;
+    const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the link carried only ${count(result.eventsPerS)}/s` : '';
+    return [
+      [`latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, `p99 < ${TARGET_P99_MS} ms`, busy,
+        `${limiter(result)}${shortfall}; ${batching}; floor 2 commits + read ≈ ${ms(floorMs)} ms`, DURABILITY.short],
+    ];
+  }
+  // The origin appends each event and reads it back to send it, on one core; the peer only appends.
+  const originStorePerS = 1 / (1 / bounds.appendRowsPerS + 1 / bounds.readBackRowsPerS);
+  const backlog = result.originPerS > result.eventsPerS * 1.05;
+  return [
+    [`link throughput, ${body}`, `${count(result.eventsPerS)} ev/s`, `${count(TARGET_EVENTS_PER_S)} ev/s`, busy,
+      `${limiter(result)}; origin store ≤ ${count(originStorePerS)} ev/s (append + read-back)`, DURABILITY.short],
+    [`  durable at the origin`, `${count(result.originPerS)} ev/s`, '', '', `group commit, ${batching}`, DURABILITY.short],
+    [`  latency p50 / p99 at full load`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, '', '',
+      backlog ? `backlog: the origin took ${count(result.originPerS)}/s, the link carried ${count(result.eventsPerS)}/s` : `queueing of ${result.inFlightMax} posts in flight`,
+      DURABILITY.short],
+  ];
+}
+
+function boundRows(report: Report): Row[] {
+  const verify = report.bounds.ed25519VerifyPerS;
+  const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
+  for (const store of report.bounds.store) {
+    const body = size(store.bodyBytes);
+    rows.push(
+      [`PGlite append, 512/tx, ${body}`, `${count(store.appendRowsPerS)} rows/s`, '', '', 'each event is appended once at each end', DURABILITY.short],
+      [`PGlite read-back, ${body}`, `${count(store.readBackRowsPerS)} rows/s`, '', '', `the origin's outbound query, 512 a page, over a ${count(store.chatEvents)}-event chat`, '—'],
+      [`PGlite one-event commit, ${body}`, `${ms(store.commitOneMs)} ms`, '', '', 'p50; the floor of each hop at low load', DURABILITY.short],
+    );
+  }
+  return rows;
+}
+
+function formatTable(rows: Row[]): string {
+  const header: Row = ['figure', 'measured', 'target', 'CPU o/p/other', 'bound it runs into (measured in this run)', 'durability'];
+  const all = [header, ...rows];
+  const widths = header.map((_, column) => Math.max(...all.map((row) => row[column]!.length)));
+  const line = (row: Row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function printReport(report: Report): void {
+  console.log(`\nTrellis link bench: ${report.date}, Node ${report.node}, ${report.cpus} × ${report.cpuModel}`);
+  console.log('two servers on 127.0.0.1, one trust link (gRPC, no TLS), each on PGlite in a data directory, each in its own process');
+  const others = Math.max(...report.cases.map((result) => result.otherBusy ?? 0));
+  if (others > OTHERS_BUSY_MAX) console.log(`WARNING: other processes used up to ${percent(others)} of a core during a run: the figures are low`);
+  console.log('');
+  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...boundRows(report)]));
+  console.log(
+    `\nCPU o/p/other: share of one core used during the run by the origin's process (with the bench's poster), the peer's, and all other processes; ` +
+      `${percent(SATURATED_BUSY)} or more: that core is the bound.`,
+  );
+  console.log(`durability: ${DURABILITY.full}`);
+}
+
+export function writeReport(report: Report, file: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+}
