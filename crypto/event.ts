@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Event } from '../proto/gen/trellis/v1/event.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import { EventError } from './errors.js';
 import { verifySignature, type Identity } from './identity.js';
 
@@ -20,6 +20,13 @@ const ENCODING_TAG = Buffer.from('trellis-event-v1\0');
 const SIGNATURE_TAG = Buffer.from('trellis-event-sig-v1\0');
 
 export type UnsignedEvent = Omit<Event, 'id' | 'signature'>;
+
+/** Kinds whose `members` carry the chat's full member list (where the chat lives). */
+export const MEMBERSHIP_KINDS: ReadonlySet<number> = new Set([
+  EventKind.EVENT_KIND_CHAT_CREATED,
+  EventKind.EVENT_KIND_MEMBERS_ADDED,
+  EventKind.EVENT_KIND_MEMBERS_REMOVED,
+]);
 
 class CanonicalWriter {
   private readonly parts: Buffer[] = [ENCODING_TAG];
@@ -159,7 +166,18 @@ export interface HybridTime {
 
 /** Places a draft after `head` in the origin's chain; the event is unsigned (see signEventId). */
 export function chainEvent(origin: string, head: ChainPosition | undefined, draft: EventDraft, time: HybridTime): Event {
-  const unsigned: UnsignedEvent = {
+  const unsigned = unsignedEvent(origin, head, draft, time);
+  return { ...unsigned, id: eventId(unsigned), signature: Buffer.alloc(0) };
+}
+
+/** The shape rules (checkEventShape) a draft must meet to become an event; no hashing, so cheap per post. */
+export function checkDraftShape(draft: EventDraft): void {
+  const unsigned = unsignedEvent('origin', undefined, draft, { ms: 0, counter: 0 });
+  checkEventShape({ ...unsigned, id: Buffer.alloc(EVENT_ID_BYTES), signature: Buffer.alloc(0) });
+}
+
+function unsignedEvent(origin: string, head: ChainPosition | undefined, draft: EventDraft, time: HybridTime): UnsignedEvent {
+  return {
     chatId: draft.chatId,
     origin,
     seq: head ? head.seq + 1 : 1,
@@ -172,5 +190,4 @@ export function chainEvent(origin: string, head: ChainPosition | undefined, draf
     members: draft.members ?? [],
     body: draft.body,
   };
-  return { ...unsigned, id: eventId(unsigned), signature: Buffer.alloc(0) };
 }

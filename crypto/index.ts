@@ -19,6 +19,8 @@ export {
   checkRun,
   logDigest,
   chainEvent,
+  checkDraftShape,
+  MEMBERSHIP_KINDS,
   type EventDraft,
   type ChainPosition,
   type HybridTime,

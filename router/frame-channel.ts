@@ -1,6 +1,11 @@
 import type { ClientDuplexStream, ServerDuplexStream } from '@grpc/grpc-js';
 import type { Frame } from '../proto/gen/trellis/v1/link.js';
 
+/** A typed refusal for the peer; `fatal` says the sender closes the stream after it. */
+export function errorFrame(code: string, message: string, fatal = true): Frame {
+  return { kind: { $case: 'error', value: { code, message, fatal } } };
+}
+
 type FrameStream = ClientDuplexStream<Frame, Frame> | ServerDuplexStream<Frame, Frame>;
 
 /**

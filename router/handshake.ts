@@ -4,7 +4,7 @@ import type { Frame, Hello, Proof } from '../proto/gen/trellis/v1/link.js';
 import type { AuditEntry } from '../store/index.js';
 import type { TrustConfig } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
-import type { FrameChannel } from './frame-channel.js';
+import { errorFrame, type FrameChannel } from './frame-channel.js';
 import type { FailureRateLimiter } from './rate-limit.js';
 
 /**
@@ -62,10 +62,6 @@ const TRUST_CODES: ReadonlySet<string> = new Set<TrustErrorCode>(['bad-proof', '
 const LINK_CODES: ReadonlySet<string> = new Set<LinkErrorCode>(['duplicate-link', 'trust-changed', 'shutting-down', 'handshake-timeout', 'unexpected-frame']);
 /** Outcomes of a healthy federation (a lost dial race, a peer not up yet): logged, not journalled. */
 const UNAUDITED_CODES: ReadonlySet<string> = new Set(['unreachable', 'duplicate-link', 'shutting-down']);
-
-function errorFrame(code: string, message: string): Frame {
-  return { kind: { $case: 'error', value: { code, message, fatal: true } } };
-}
 
 /** Reads the next frame and insists on its kind; a peer's error frame becomes a typed error. */
 async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: FrameChannel, kind: K, timeoutMs: number) {

@@ -4,7 +4,7 @@ import type { AuditEntry } from '../store/index.js';
 import type { Now } from './clock.js';
 import type { LinkTuning } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
-import type { FrameChannel } from './frame-channel.js';
+import { errorFrame, type FrameChannel } from './frame-channel.js';
 import type { LinkOpening } from './handshake.js';
 import type { ChainGap, Inbound, InboundOutcome } from './inbound.js';
 import type { Outbound } from './outbound.js';
@@ -114,7 +114,7 @@ export class LinkSession {
   close(code: LinkErrorCode, message: string, tellPeer = true): void {
     if (this.end) return;
     this.finishWith({ code, message });
-    this.channel.close(tellPeer ? { kind: { $case: 'error', value: { code, message, fatal: true } } } : undefined);
+    this.channel.close(tellPeer ? errorFrame(code, message) : undefined);
   }
 
   /**
@@ -207,7 +207,7 @@ export class LinkSession {
     this.stats.eventsRefused += outcome.refused.length;
     for (const refusal of outcome.refused) {
       this.log.warn({ code: refusal.code }, 'event refused');
-      await this.channel.send({ kind: { $case: 'error', value: { code: refusal.code, message: refusal.message, fatal: false } } });
+      await this.channel.send(errorFrame(refusal.code, refusal.message, false));
     }
     await this.askBackfill(outcome.gaps);
   }
@@ -225,7 +225,7 @@ export class LinkSession {
   private async onBackfillRequest(request: BackfillRequest): Promise<void> {
     const answer = await this.deps.outbound.backfillFor(this.peerId, request.chatId, request.origin, Math.max(1, request.fromSeq));
     if (!answer) {
-      await this.channel.send({ kind: { $case: 'error', value: { code: 'backfill-refused' satisfies LinkErrorCode, message: 'no such chat shared with you', fatal: false } } });
+      await this.channel.send(errorFrame('backfill-refused' satisfies LinkErrorCode, 'no such chat shared with you', false));
       return;
     }
     await this.channel.send({ kind: { $case: 'backfillAnswer', value: { chatId: request.chatId, origin: request.origin, events: answer.events, more: answer.more } } });

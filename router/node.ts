@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { chainEvent, checkEventShape, identityFromPem, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
+import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { Frame } from '../proto/gen/trellis/v1/link.js';
 import { openEmbeddedStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
@@ -11,7 +11,7 @@ import { ChainHeads } from './chain-heads.js';
 import { HybridClock, type Now } from './clock.js';
 import type { NodeConfig, TrustConfig } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
-import { FrameChannel } from './frame-channel.js';
+import { errorFrame, FrameChannel } from './frame-channel.js';
 import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
 import { Inbound, type ChainGap } from './inbound.js';
 import { LinkSession, type LinkEnd } from './link.js';
@@ -58,8 +58,6 @@ interface QueuedPost {
   reject(error: unknown): void;
 }
 
-const MEMBERSHIP_KINDS = new Set<number>([EventKind.EVENT_KIND_CHAT_CREATED, EventKind.EVENT_KIND_MEMBERS_ADDED, EventKind.EVENT_KIND_MEMBERS_REMOVED]);
-
 /** A device's draft must make an event a receiver would accept (crypto's shape rules) and name its members. */
 function checkDraft(draft: EventDraft): void {
   if (!EventKind[draft.kind] || draft.kind === EventKind.EVENT_KIND_UNSPECIFIED) throw new PostError(`kind ${draft.kind} is not an event kind`);
@@ -67,7 +65,7 @@ function checkDraft(draft: EventDraft): void {
   if (draft.members?.some((member) => !/^[^@\s]+@[^@\s]+$/.test(member))) throw new PostError('members must look like user@server-id');
   if (!draft.senderUser || !draft.senderDevice) throw new PostError('sender user and device are required');
   try {
-    checkEventShape(chainEvent('origin', undefined, draft, { ms: 0, counter: 0 }));
+    checkDraftShape(draft);
   } catch (error) {
     throw new PostError((error as Error).message);
   }
@@ -248,7 +246,7 @@ export class TrellisNode extends EventEmitter {
   private async accept(call: grpc.ServerDuplexStream<Frame, Frame>): Promise<void> {
     const channel = new FrameChannel(call, peerHost(call.getPeer()));
     if (this.stopping || this.handshakesInFlight >= HANDSHAKES_IN_FLIGHT_MAX) {
-      channel.close({ kind: { $case: 'error', value: { code: 'shutting-down', message: 'not accepting links now', fatal: true } } });
+      channel.close(errorFrame('shutting-down', 'not accepting links now'));
       return;
     }
     this.handshakesInFlight += 1;
@@ -302,7 +300,7 @@ export class TrellisNode extends EventEmitter {
           : undefined;
     if (refusal) {
       opening.claim.release();
-      channel.close({ kind: { $case: 'error', value: { code: refusal[0], message: refusal[1], fatal: true } } });
+      channel.close(errorFrame(...refusal));
       return undefined;
     }
     this.claims.delete(opening.peerId);

@@ -1,5 +1,5 @@
-import { Event, EventKind } from '../proto/gen/trellis/v1/event.js';
-import { logDigest } from '../crypto/index.js';
+import { Event } from '../proto/gen/trellis/v1/event.js';
+import { logDigest, MEMBERSHIP_KINDS } from '../crypto/index.js';
 import type { SqlDriver, SqlRunner } from './driver.js';
 
 /** A stored event with this node's append position (the link sequence it is sent by). */
@@ -71,7 +71,6 @@ export interface EventStore {
   close(): Promise<void>;
 }
 
-const MEMBERSHIP_KINDS = new Set([EventKind.EVENT_KIND_CHAT_CREATED, EventKind.EVENT_KIND_MEMBERS_ADDED, EventKind.EVENT_KIND_MEMBERS_REMOVED]);
 const AUDIT_READ_MAX = 10_000;
 
 interface EventRow {
