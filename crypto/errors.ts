@@ -7,6 +7,8 @@ export type TrustErrorCode =
   | 'identity-changed'
   | 'protocol';
 
+export const TRUST_ERROR_CODES: ReadonlySet<string> = new Set<TrustErrorCode>(['bad-proof', 'unknown-peer', 'trust-blocked', 'rate-limited', 'identity-changed', 'protocol']);
+
 export class TrustError extends Error {
   constructor(
     readonly code: TrustErrorCode,
@@ -17,8 +19,27 @@ export class TrustError extends Error {
   }
 }
 
-/** Why an event was refused. Messages name fields, never body bytes. */
-export type EventErrorCode = 'bad-id' | 'bad-chain' | 'bad-signature' | 'unknown-origin' | 'malformed';
+/**
+ * Why an event was refused. Messages name fields, never body bytes. The first five are
+ * the event's own fault (crypto); the rest are a receiver's policy (router/inbound.ts):
+ * a clock too far ahead, a chain too far past its gap, a second chat-created, a
+ * membership change by a server outside the chat, a value the store could not hold.
+ */
+export type EventErrorCode =
+  | 'bad-id'
+  | 'bad-chain'
+  | 'bad-signature'
+  | 'unknown-origin'
+  | 'malformed'
+  | 'clock-skew'
+  | 'too-far-ahead'
+  | 'chat-exists'
+  | 'not-a-member'
+  | 'store-refused';
+
+export const EVENT_ERROR_CODES: ReadonlySet<string> = new Set<EventErrorCode>([
+  'bad-id', 'bad-chain', 'bad-signature', 'unknown-origin', 'malformed', 'clock-skew', 'too-far-ahead', 'chat-exists', 'not-a-member', 'store-refused',
+]);
 
 export class EventError extends Error {
   constructor(

@@ -15,6 +15,8 @@ export const EVENT_ID_BYTES = 32;
 export const EVENT_BODY_BYTES_MAX = 64 * 1024;
 export const EVENT_MEMBERS_MAX = 1024;
 export const EVENT_TEXT_FIELD_CHARS_MAX = 256;
+/** Kinds travel as a proto enum (int32); kinds above the known ones come from newer servers and are kept. */
+export const EVENT_KIND_MAX = 0x7fff_ffff;
 
 const ENCODING_TAG = Buffer.from('trellis-event-v1\0');
 const SIGNATURE_TAG = Buffer.from('trellis-event-sig-v1\0');
@@ -94,16 +96,25 @@ export function checkEventShape(event: Event): void {
     throw new EventError('malformed', `event ${what}`);
   };
   if (event.id.length !== EVENT_ID_BYTES) fail(`id must be ${EVENT_ID_BYTES} bytes`);
-  if (!event.chatId || event.chatId.length > EVENT_TEXT_FIELD_CHARS_MAX) fail('chat_id is empty or too long');
-  if (!event.origin || event.origin.length > EVENT_TEXT_FIELD_CHARS_MAX) fail('origin is empty or too long');
+  if (!event.chatId || !isStorableText(event.chatId)) fail('chat_id is empty, too long or holds a NUL');
+  if (!event.origin || !isStorableText(event.origin)) fail('origin is empty, too long or holds a NUL');
   if (!Number.isSafeInteger(event.seq) || event.seq < 1) fail('seq must be a positive integer');
   if (event.prev.length !== (event.seq === 1 ? 0 : EVENT_ID_BYTES)) fail('prev must be empty at seq 1 and 32 bytes after');
-  if (event.senderUser.length > EVENT_TEXT_FIELD_CHARS_MAX || event.senderDevice.length > EVENT_TEXT_FIELD_CHARS_MAX)
-    fail('sender is too long');
-  if (event.kind <= 0) fail('kind is unspecified or unknown');
+  if (!Number.isSafeInteger(event.hlcMs) || event.hlcMs < 0) fail('hlc_ms is out of range');
+  if (!isStorableText(event.senderUser) || !isStorableText(event.senderDevice)) fail('sender is too long or holds a NUL');
+  if (event.kind <= 0 || event.kind > EVENT_KIND_MAX) fail('kind is unspecified or out of range');
   if (event.members.length > EVENT_MEMBERS_MAX) fail(`members exceed ${EVENT_MEMBERS_MAX}`);
+  if (!event.members.every((member) => MEMBER_PATTERN.test(member) && isStorableText(member))) fail('members must each look like user@server-id');
   if (event.body.length > EVENT_BODY_BYTES_MAX) fail(`body exceeds ${EVENT_BODY_BYTES_MAX} bytes`);
   if (event.signature.length !== 0 && event.signature.length !== 64) fail('signature must be empty or 64 bytes');
+}
+
+/** `user@server-id`: no spaces, exactly one @. */
+const MEMBER_PATTERN = /^[^@\s]+@[^@\s]+$/;
+
+/** Within the text field bound and free of NUL, which neither PostgreSQL text nor jsonb can hold. */
+function isStorableText(value: string): boolean {
+  return value.length <= EVENT_TEXT_FIELD_CHARS_MAX && !value.includes('\u0000');
 }
 
 /**

@@ -1,4 +1,4 @@
-export { TrustError, EventError, type TrustErrorCode, type EventErrorCode } from './errors.js';
+export { TrustError, EventError, type TrustErrorCode, type EventErrorCode, TRUST_ERROR_CODES, EVENT_ERROR_CODES } from './errors.js';
 export {
   type Identity,
   generateIdentityPem,
@@ -26,5 +26,6 @@ export {
   type HybridTime,
   EVENT_BODY_BYTES_MAX,
   EVENT_ID_BYTES,
+  EVENT_KIND_MAX,
 } from './event.js';
 export { cryptoReady, newChatKey, sealBody, openBody, CHAT_KEY_BYTES } from './body.js';

@@ -43,6 +43,13 @@ const linkSchema = z
     handshake_timeout_ms: z.int().min(100).max(60_000).default(10_000),
     window_frames: z.int().min(1).max(64).default(8),
     batch_events: z.int().min(1).max(1024).default(512),
+    /** An event stamped further ahead of our clock than this is refused (clock-skew). */
+    max_clock_skew_ms: z.int().min(1_000).max(86_400_000).default(300_000),
+    /** Events held beyond a gap (or before their chat's creation), per (chat, origin) chain and per peer. */
+    held_events_per_chain: z.int().min(1).max(1_000_000).default(10_000),
+    held_bytes_per_chain: z.int().min(1_024).max(1024 ** 3).default(64 * 1024 ** 2),
+    held_events_per_peer: z.int().min(1).max(10_000_000).default(100_000),
+    held_bytes_per_peer: z.int().min(1_024).max(16 * 1024 ** 3).default(256 * 1024 ** 2),
   })
   .strict();
 

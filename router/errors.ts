@@ -1,3 +1,5 @@
+import { EVENT_ERROR_CODES, TRUST_ERROR_CODES } from '../crypto/index.js';
+
 /** Link-level refusals beyond the trust ones of crypto/errors.ts. The code travels in LinkError frames. */
 export type LinkErrorCode =
   | 'unexpected-frame'
@@ -10,6 +12,23 @@ export type LinkErrorCode =
   | 'refused-by-peer'
   | 'backfill-refused'
   | 'unreachable';
+
+export const LINK_ERROR_CODES: ReadonlySet<string> = new Set<LinkErrorCode>([
+  'unexpected-frame', 'batch-too-large', 'handshake-timeout', 'dead-link', 'duplicate-link', 'trust-changed', 'shutting-down', 'refused-by-peer', 'backfill-refused', 'unreachable',
+]);
+
+/** A code a peer sent, as we record it: one of the known codes, else `unknown` (a peer picks no journal text). */
+export function knownPeerCode(code: string): string {
+  return LINK_ERROR_CODES.has(code) || TRUST_ERROR_CODES.has(code) || EVENT_ERROR_CODES.has(code) ? code : 'unknown';
+}
+
+/** What a peer's error message may add to a log line or journal entry: printable and short. */
+export const PEER_MESSAGE_CHARS_MAX = 200;
+export function peerMessage(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  const printable = message.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return printable.length > PEER_MESSAGE_CHARS_MAX ? `${printable.slice(0, PEER_MESSAGE_CHARS_MAX)}…` : printable;
+}
 
 export class LinkFailure extends Error {
   constructor(

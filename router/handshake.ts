@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { checkTokenProof, NONCE_BYTES, proveToken, TrustError, type Identity, type TrustErrorCode } from '../crypto/index.js';
+import { checkTokenProof, NONCE_BYTES, proveToken, TRUST_ERROR_CODES, TrustError, type Identity, type TrustErrorCode } from '../crypto/index.js';
 import type { Frame, Hello, Proof } from '../proto/gen/trellis/v1/link.js';
 import type { AuditEntry } from '../store/index.js';
 import type { TrustConfig } from './config.js';
-import { LinkFailure, type LinkErrorCode } from './errors.js';
+import { knownPeerCode, LinkFailure, peerMessage, type LinkErrorCode } from './errors.js';
 import { errorFrame, type FrameChannel } from './frame-channel.js';
 import type { FailureRateLimiter } from './rate-limit.js';
 
@@ -38,7 +38,8 @@ export interface HandshakeContext {
   claimLink(peerId: string, diallerId: string): Promise<LinkClaim>;
   /** The last link sequence of the peer's stream durably stored here. */
   storedLinkSeq(peerId: string): Promise<number>;
-  audit(entry: AuditEntry): Promise<void>;
+  /** Journals an entry; entries sharing a coalescing key are summarised under a flood. */
+  audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
 }
 
 /** A reservation of the one link slot of a peer, held from the handshake until the link ends. */
@@ -58,10 +59,11 @@ export interface LinkOpening {
   ourStoredLinkSeq: number;
 }
 
-const TRUST_CODES: ReadonlySet<string> = new Set<TrustErrorCode>(['bad-proof', 'unknown-peer', 'trust-blocked', 'rate-limited', 'identity-changed', 'protocol']);
 const LINK_CODES: ReadonlySet<string> = new Set<LinkErrorCode>(['duplicate-link', 'trust-changed', 'shutting-down', 'handshake-timeout', 'unexpected-frame']);
 /** Outcomes of a healthy federation (a lost dial race, a peer not up yet): logged, not journalled. */
 const UNAUDITED_CODES: ReadonlySet<string> = new Set(['unreachable', 'duplicate-link', 'shutting-down']);
+/** Refusals that are no sign of an attack, so they do not count towards a source's rate limit. */
+const BENIGN_CODES: ReadonlySet<string> = new Set(['duplicate-link', 'shutting-down', 'trust-changed', 'unreachable']);
 
 /** Reads the next frame and insists on its kind; a peer's error frame becomes a typed error. */
 async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: FrameChannel, kind: K, timeoutMs: number) {
@@ -75,9 +77,10 @@ async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: Fra
   }
   if (!frame?.kind) throw new LinkFailure('unexpected-frame', `handshake: stream ended while waiting for ${kind}`);
   if (frame.kind.$case === 'error') {
-    const { code, message } = frame.kind.value;
-    if (LINK_CODES.has(code)) throw new LinkFailure(code as LinkErrorCode, `refused by peer: ${code}: ${message}`);
-    throw new TrustError(TRUST_CODES.has(code) ? (code as TrustErrorCode) : 'protocol', `refused by peer: ${code}: ${message}`);
+    const code = knownPeerCode(frame.kind.value.code);
+    const said = `refused by peer: ${code}: ${peerMessage(frame.kind.value.message)}`;
+    if (LINK_CODES.has(code)) throw new LinkFailure(code as LinkErrorCode, said);
+    throw new TrustError(TRUST_ERROR_CODES.has(code) ? (code as TrustErrorCode) : 'protocol', said);
   }
   if (frame.kind.$case !== kind) throw new LinkFailure('unexpected-frame', `handshake: expected ${kind}, got ${frame.kind.$case}`);
   return frame.kind.value as Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
@@ -103,14 +106,23 @@ function usableTrust(ctx: HandshakeContext, serverId: string): TrustConfig {
   return trust;
 }
 
+function codeOf(error: unknown): string {
+  return error instanceof TrustError || error instanceof LinkFailure ? error.code : 'protocol';
+}
+
+/**
+ * Ends a failed handshake: tells the peer why (unless it told us), and journals it,
+ * coalesced per source address so a flood of refusals costs a few rows a minute.
+ */
 async function refuse(ctx: HandshakeContext, channel: FrameChannel, peer: string | undefined, error: unknown, side: string): Promise<never> {
-  const code = error instanceof TrustError || error instanceof LinkFailure ? error.code : 'protocol';
+  const code = codeOf(error);
   const message = error instanceof Error ? error.message : String(error);
   const refusedByPeer = message.startsWith('refused by peer');
   if (!refusedByPeer) channel.close(errorFrame(code, message));
   else channel.close();
   if (UNAUDITED_CODES.has(code)) throw error;
-  await ctx.audit({ kind: refusedByPeer ? 'link-refused-by-peer' : 'link-refused', code, detail: `${side}: ${message}`, ...(peer ? { peer } : {}) });
+  const entry = { kind: refusedByPeer ? 'link-refused-by-peer' : 'link-refused', code, detail: `${side}: ${message}`, ...(peer ? { peer } : {}) };
+  await ctx.audit(entry, side === 'accepting' ? channel.remoteAddress : peer);
   throw error;
 }
 
@@ -140,16 +152,21 @@ export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel
   }
 }
 
+/**
+ * The accepting side. Every refused handshake, whatever its reason, counts against the
+ * source address and against the (address, claimed id) pair; a limited source is turned
+ * away before any proof is checked, so it gets no answer it could learn from. The pair
+ * limit is the tighter one; the address limit stops a source cycling through ids.
+ */
 export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChannel): Promise<LinkOpening> {
   let claimedId: string | undefined;
-  let source = channel.remoteAddress;
+  const address = channel.remoteAddress;
   let claim: LinkClaim | undefined;
   try {
+    if (ctx.limiter.isLimited(address, 'address')) throw new TrustError('rate-limited', 'too many failed handshakes from this address; try again later');
     const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
-    claimedId = hello.serverId.slice(0, 64);
-    source = `${channel.remoteAddress}|${claimedId}`;
-    // Refused before any proof is checked: a limited source gets no answer it could learn from.
-    if (ctx.limiter.isLimited(source)) throw new TrustError('rate-limited', 'too many failed handshakes; try again later');
+    claimedId = peerMessage(hello.serverId.slice(0, 64));
+    if (ctx.limiter.isLimited(`${address}|${claimedId}`, 'claim')) throw new TrustError('rate-limited', 'too many failed handshakes; try again later');
     checkHello(hello);
     const trust = usableTrust(ctx, hello.serverId);
     const ourNonce = randomBytes(NONCE_BYTES);
@@ -168,14 +185,18 @@ export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChann
     return { peerId: trust.server_id, claim, trust, peerStoredLinkSeq: welcome.storedLinkSeq, ourStoredLinkSeq };
   } catch (error) {
     claim?.release();
-    if (error instanceof TrustError && error.code === 'rate-limited') {
-      // Audited once, when the source crossed the limit; each further refusal would only flood the journal.
-      channel.close(errorFrame(error.code, error.message));
+    const code = codeOf(error);
+    if (code === 'rate-limited') {
+      // Journalled when the source crossed the limit; each further refusal is only counted.
+      channel.close(errorFrame(code, (error as Error).message));
+      await ctx.audit({ kind: 'link-refused', code, detail: 'accepting: refused while rate-limited', ...(claimedId ? { peer: claimedId } : {}) }, address);
       throw error;
     }
-    // Only failed proofs and bad hellos count: losing a dial race is no attack.
-    if (error instanceof TrustError && ctx.limiter.recordFailure(source)) {
-      await ctx.audit({ kind: 'link-rate-limited', code: 'rate-limited', detail: `accepting: ${channel.remoteAddress} reached the failure limit`, ...(claimedId ? { peer: claimedId } : {}) });
+    if (!BENIGN_CODES.has(code)) {
+      const crossed = [ctx.limiter.recordFailure(address, 'address'), claimedId !== undefined && ctx.limiter.recordFailure(`${address}|${claimedId}`, 'claim')];
+      if (crossed.some(Boolean)) {
+        await ctx.audit({ kind: 'link-rate-limited', code: 'rate-limited', detail: `accepting: ${address} reached the failure limit`, ...(claimedId ? { peer: claimedId } : {}) }, address);
+      }
     }
     return refuse(ctx, channel, claimedId, error, 'accepting');
   }

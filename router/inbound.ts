@@ -1,8 +1,9 @@
-import { checkRun, EventError } from '../crypto/index.js';
-import type { Event } from '../proto/gen/trellis/v1/event.js';
-import type { AuditEntry, EventStore, StoredEvent } from '../store/index.js';
+import { checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
+import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
 import type { SerialQueue } from './serial.js';
 
 export interface ChainGap {
@@ -16,8 +17,16 @@ export interface InboundOutcome {
   appended: StoredEvent[];
   /** Events this node already held: a resend that was not needed. */
   duplicates: number;
+  /** One refusal per run (or the part of a run from the refused event on). */
   refused: EventError[];
   gaps: ChainGap[];
+  /** Chats this node holds events of but not their creation: ask for all of their chains. */
+  syncs: string[];
+}
+
+export interface OpenRequests {
+  gaps: ChainGap[];
+  syncs: string[];
 }
 
 export interface InboundDeps {
@@ -25,23 +34,30 @@ export interface InboundDeps {
   heads: ChainHeads;
   serial: SerialQueue;
   clock: HybridClock;
+  held: HeldEvents;
   /** The Ed25519 key of an origin server, if this node knows it. */
   originKey(origin: string): Promise<Uint8Array | undefined>;
   onAppended(events: StoredEvent[]): void;
-  audit(entry: AuditEntry): Promise<void>;
+  /** Journals a refusal; refusals of one peer are coalesced under a flood. */
+  audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
 }
 
-const keyOf = (chatId: string, origin: string) => `${chatId}\u0000${origin}`;
+type Cursor = { peerId: string; linkSeq: number };
 
-function groupByChain(events: readonly Event[]): Map<string, Event[]> {
+/** Held events read back at once when a chain can move on; the rest follow in the next round. */
+const RELEASE_EVENTS_MAX = 1024;
+/** Member lists cached per chat; past it the cache starts over from the store. */
+const MEMBERS_CACHED_MAX = 100_000;
+
+function groupByChain(events: readonly Event[]): Event[][] {
   const runs = new Map<string, Event[]>();
   for (const event of events) {
-    const key = keyOf(event.chatId, event.origin);
+    const key = chainKey(event.chatId, event.origin);
     const run = runs.get(key);
     if (run) run.push(event);
     else runs.set(key, [event]);
   }
-  return runs;
+  return [...runs.values()];
 }
 
 /** Events that follow `head` without a break, from the front of a seq-ordered list. */
@@ -59,45 +75,102 @@ function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, even
   return out;
 }
 
+/** What a held event counts against the byte bounds: its body and a fixed share for the rest. */
+const heldBytes = (event: Event) => event.body.length + HELD_EVENT_OVERHEAD_BYTES;
+const HELD_EVENT_OVERHEAD_BYTES = 256;
+
+const serversOf = (members: readonly string[]) => new Set(members.map(serverOfMember));
+
 /**
- * The receiving half of every link: authenticates each (chat, origin) run of a batch,
- * appends what follows its chain, holds what lies beyond a gap until backfill closes
- * it, and refuses (and audits) the rest, without failing the batch's other runs.
+ * What one round of placement decided. A membership change is committed before any
+ * later event of its chat is judged, so within a round a chat changes at most once and
+ * the rest of its events wait for the next round (membership events are rare).
+ */
+class Stage {
+  readonly append: Event[][] = [];
+  readonly hold: HeldEvent[] = [];
+  readonly deferred: Event[][] = [];
+  /** Chats whose member list this round changes (created included). */
+  readonly changedChats = new Set<string>();
+  /** Chains whose held events this round may free: those it appends to, and every chain of a chat it creates. */
+  readonly touched = new Map<string, { chatId: string; origin: string }>();
+  /** Held events a round refused when releasing them: dropped up to this seq, per chain. */
+  readonly dropUpto = new Map<string, number>();
+  /** What this round chose to hold, counted against the bounds before it is stored. */
+  readonly holding = new PendingHolds();
+
+  touch(chatId: string, origin: string): void {
+    this.touched.set(chainKey(chatId, origin), { chatId, origin });
+  }
+}
+
+/**
+ * The receiving half of every link. Authenticates each (chat, origin) run of a batch,
+ * then places it by the chat's rules: events that follow their chain and pass the
+ * membership rules are appended; events beyond a gap, or of a chat whose creation has
+ * not arrived, are held within bounds; everything else is refused with a code, without
+ * failing the batch's other runs. A refusal never stops the link: the cursor moves on.
+ *
+ * Membership authority: a chat-created event must open its origin's chain, list its
+ * origin among the members, and be the chat's first; a members-added/removed event is
+ * accepted only from a server that is in the chat before the change (this node's
+ * current member list of it).
  */
 export class Inbound {
-  private pendingChains = new Set<string>();
+  private readonly members = new Map<string, string[] | null>();
 
   constructor(private readonly deps: InboundDeps) {}
 
-  /** Loads which chains have held events, so their gaps are asked for again after a restart. */
-  async load(): Promise<ChainGap[]> {
-    const gaps: ChainGap[] = [];
-    for (const held of await this.deps.store.pendingGaps()) {
-      this.pendingChains.add(keyOf(held.chatId, held.origin));
-      const head = await this.deps.heads.get(held.chatId, held.origin);
-      gaps.push({ chatId: held.chatId, origin: held.origin, fromSeq: (head?.seq ?? 0) + 1 });
-    }
-    return gaps;
+  /** Loads the held tally and places whatever a crash left placeable. */
+  async load(): Promise<void> {
+    this.deps.held.load(await this.deps.store.heldSummary());
+    const outcome = emptyOutcome();
+    await this.deps.serial.run(() => this.place([], '', outcome, undefined, this.deps.held.heldChains()));
+    await this.journal(undefined, outcome);
+    if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
   }
 
-  async accept(peerId: string, events: readonly Event[], cursor?: { peerId: string; linkSeq: number }): Promise<InboundOutcome> {
-    const outcome: InboundOutcome = { appended: [], duplicates: 0, refused: [], gaps: [] };
+  async accept(peerId: string, events: readonly Event[], cursor?: Cursor): Promise<InboundOutcome> {
+    const outcome = emptyOutcome();
     const authentic: Event[][] = [];
-    for (const run of groupByChain(events).values()) {
+    for (const run of groupByChain(events)) {
       try {
-        authentic.push(await this.authenticate(run));
+        authentic.push(this.withinClockBound(await this.authenticate(run), outcome));
       } catch (error) {
         if (!(error instanceof EventError)) throw error;
         outcome.refused.push(error);
       }
     }
-    await this.deps.serial.run(() => this.place(authentic, outcome, cursor));
-    // Refusals from authentication and from placing on the chain alike: each is journalled.
-    for (const refusal of outcome.refused) {
-      await this.deps.audit({ kind: 'event-refused', peer: peerId, code: refusal.code, detail: refusal.message });
-    }
+    await this.deps.serial.run(() => this.place(authentic.filter((run) => run.length > 0), peerId, outcome, cursor, []));
+    await this.journal(peerId, outcome);
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
     return outcome;
+  }
+
+  /** One journal entry per refused run, coalesced per peer. */
+  private async journal(peerId: string | undefined, outcome: InboundOutcome): Promise<void> {
+    for (const refusal of outcome.refused) {
+      await this.deps.audit({ kind: 'event-refused', code: refusal.code, detail: refusal.message, ...(peerId ? { peer: peerId } : {}) }, peerId ?? 'held');
+    }
+  }
+
+  /**
+   * What to ask a newly linked peer for: gaps in chains it originates, brought us, or
+   * shares a chat with, and chats it brought us events of without their creation.
+   */
+  async openRequests(peerId: string): Promise<OpenRequests> {
+    const requests: OpenRequests = { gaps: [], syncs: [] };
+    for (const chain of this.deps.held.heldChains()) {
+      const members = await this.membersOf(chain.chatId);
+      if (!members) {
+        if (chain.peer === peerId && !requests.syncs.includes(chain.chatId)) requests.syncs.push(chain.chatId);
+        continue;
+      }
+      if (chain.origin !== peerId && chain.peer !== peerId && !serversOf(members).has(peerId)) continue;
+      const head = await this.deps.heads.get(chain.chatId, chain.origin);
+      requests.gaps.push({ chatId: chain.chatId, origin: chain.origin, fromSeq: (head?.seq ?? 0) + 1 });
+    }
+    return requests;
   }
 
   private async authenticate(run: Event[]): Promise<Event[]> {
@@ -107,64 +180,210 @@ export class Inbound {
     return checkRun(run, key);
   }
 
-  /** Inside the serial queue: decides per run what to append, hold or refuse, then commits once. */
-  private async place(runs: Event[][], outcome: InboundOutcome, cursor?: { peerId: string; linkSeq: number }): Promise<void> {
-    const toAppend: Event[] = [];
-    const toHold: Event[] = [];
-    for (const run of runs) {
-      const { chatId, origin } = run[0]!;
-      const head = await this.deps.heads.get(chatId, origin);
-      const fresh = run.filter((event) => event.seq > (head?.seq ?? 0));
-      outcome.duplicates += run.length - fresh.length;
-      const atHead = head && run.find((event) => event.seq === head.seq);
-      if (atHead && !atHead.id.equals(head.id)) {
-        outcome.refused.push(new EventError('bad-chain', `event conflicts with the stored chain (chat ${chatId}, seq ${head.seq})`));
-        continue;
-      }
-      const next = contiguousAfter(head, fresh);
-      if (fresh.length > 0 && next.length === 0 && fresh[0]!.seq === (head?.seq ?? 0) + 1) {
-        outcome.refused.push(new EventError('bad-chain', `event does not link to the stored chain (chat ${chatId}, seq ${fresh[0]!.seq})`));
-        continue;
-      }
-      toAppend.push(...next);
-      if (next.length < fresh.length) {
-        toHold.push(...fresh.slice(next.length));
-        this.pendingChains.add(keyOf(chatId, origin));
-        outcome.gaps.push({ chatId, origin, fromSeq: (next.at(-1)?.seq ?? head?.seq ?? 0) + 1 });
-      }
-    }
-    await this.deps.store.holdPending(toHold);
-    await this.commit(toAppend, outcome, cursor);
-    await this.releaseHeld(runs, outcome);
+  /** Keeps the part of a run stamped within the skew bound; the rest is refused. */
+  private withinClockBound(run: Event[], outcome: InboundOutcome): Event[] {
+    const tooFar = run.findIndex((event) => this.deps.clock.isTooFarAhead(event.hlcMs));
+    if (tooFar === -1) return run;
+    const event = run[tooFar]!;
+    refuse(outcome, 'clock-skew', `stamped ${this.deps.clock.aheadBy(event.hlcMs)} ms ahead of our clock, over the ${this.deps.clock.maxSkewMs} ms bound`, event, run.length - tooFar);
+    return run.slice(0, tooFar);
   }
 
-  private async commit(events: Event[], outcome: InboundOutcome, cursor?: { peerId: string; linkSeq: number }): Promise<void> {
+  /** Inside the serial queue: places runs round by round, each round one commit, until nothing more moves. */
+  private async place(runs: Event[][], peerId: string, outcome: InboundOutcome, cursor: Cursor | undefined, heldChains: Array<{ chatId: string; origin: string }>): Promise<void> {
+    let pending = runs;
+    let candidates = heldChains;
+    let cursorLeft = cursor;
+    while (pending.length > 0 || candidates.length > 0 || cursorLeft) {
+      const stage = new Stage();
+      for (const run of pending) await this.placeRun(run, peerId, stage, outcome);
+      for (const run of await this.releasable(candidates, stage, outcome)) {
+        const refusedBefore = outcome.refused.length;
+        await this.placeRun(run, peerId, stage, outcome);
+        // Held events refused on release can never be placed: they leave the held set.
+        if (outcome.refused.length > refusedBefore) stage.dropUpto.set(chainKey(run[0]!.chatId, run[0]!.origin), run.at(-1)!.seq);
+      }
+      await this.commit(stage, outcome, cursorLeft);
+      cursorLeft = undefined;
+      pending = stage.deferred;
+      candidates = [...stage.touched.values()];
+    }
+  }
+
+  private async placeRun(run: Event[], peerId: string, stage: Stage, outcome: InboundOutcome): Promise<void> {
+    const { chatId, origin } = run[0]!;
+    const head = await this.deps.heads.get(chatId, origin);
+    const headSeq = head?.seq ?? 0;
+    const fresh = run.filter((event) => event.seq > headSeq);
+    outcome.duplicates += run.length - fresh.length;
+    const atHead = head && run.find((event) => event.seq === head.seq);
+    if (atHead && !atHead.id.equals(head.id)) return refuse(outcome, 'bad-chain', 'conflicts with the stored chain', atHead, run.length);
+    const next = contiguousAfter(head, fresh);
+    if (fresh.length > 0 && next.length === 0 && fresh[0]!.seq === headSeq + 1) return refuse(outcome, 'bad-chain', 'does not link to the stored chain', fresh[0]!, fresh.length);
+    const waiting = next.length > 0 ? await this.admit(next, stage, outcome) : [];
+    const beyond = fresh.slice(next.length);
+    const heldBefore = stage.hold.length;
+    this.hold([...waiting, ...beyond], peerId, headSeq, stage, outcome);
+    if (beyond.length > 0 && stage.hold.length > heldBefore + waiting.length) {
+      outcome.gaps.push({ chatId, origin, fromSeq: (next.at(-1)?.seq ?? headSeq) + 1 });
+    }
+  }
+
+  /**
+   * Applies the chat's rules to events that follow their chain. Returns the part that
+   * must wait for the chat's creation; what passes goes to the stage's appends.
+   */
+  private async admit(events: Event[], stage: Stage, outcome: InboundOutcome): Promise<Event[]> {
+    const { chatId } = events[0]!;
+    if (stage.changedChats.has(chatId)) {
+      stage.deferred.push(events);
+      return [];
+    }
+    const members = await this.membersOf(chatId);
+    const accepted: Event[] = [];
+    const done = (waiting: Event[] = []): Event[] => {
+      if (accepted.length > 0) stage.append.push(accepted);
+      return waiting;
+    };
+    for (const [index, event] of events.entries()) {
+      const refusal = this.membershipRefusal(event, members);
+      if (refusal) {
+        refuse(outcome, refusal[0], refusal[1], event, events.length - index);
+        return done();
+      }
+      if (!members && event.kind !== EventKind.EVENT_KIND_CHAT_CREATED) {
+        if (!outcome.syncs.includes(chatId)) outcome.syncs.push(chatId);
+        return done(events.slice(index));
+      }
+      accepted.push(event);
+      if (MEMBERSHIP_KINDS.has(event.kind)) {
+        stage.changedChats.add(chatId);
+        if (index + 1 < events.length) stage.deferred.push(events.slice(index + 1));
+        return done();
+      }
+    }
+    return done();
+  }
+
+  /** Why the chat's membership rules refuse an event, given the chat's members before it (null: not created yet). */
+  private membershipRefusal(event: Event, members: string[] | null): [EventErrorCode, string] | undefined {
+    if (event.kind === EventKind.EVENT_KIND_CHAT_CREATED) {
+      if (members) return ['chat-exists', 'a chat-created event for a chat that exists'];
+      if (event.seq !== 1) return ['malformed', "chat-created must open its origin's chain"];
+      if (!serversOf(event.members).has(event.origin)) return ['not-a-member', "the creator's server is not among the members"];
+      return undefined;
+    }
+    if (members && MEMBERSHIP_KINDS.has(event.kind) && !serversOf(members).has(event.origin)) {
+      return ['not-a-member', 'a membership change by a server outside the chat'];
+    }
+    return undefined;
+  }
+
+  /** Holds what cannot be placed yet, within the bounds; past them the rest of the run is refused. */
+  private hold(events: Event[], peerId: string, headSeq: number, stage: Stage, outcome: InboundOutcome): void {
+    for (const [index, event] of events.entries()) {
+      const why = this.deps.held.refusal(event.chatId, event.origin, peerId, event.seq, headSeq, heldBytes(event), stage.holding);
+      if (why) return refuse(outcome, 'too-far-ahead', why, event, events.length - index);
+      stage.holding.add(chainKey(event.chatId, event.origin), peerId, heldBytes(event));
+      stage.hold.push({ event, peer: peerId });
+    }
+  }
+
+  /** Chains among `candidates` whose first held event now follows the stored head: their held events as runs. */
+  private async releasable(candidates: Array<{ chatId: string; origin: string }>, stage: Stage, outcome: InboundOutcome): Promise<Event[][]> {
+    const runs: Event[][] = [];
+    for (const { chatId, origin } of candidates) {
+      const minSeq = this.deps.held.minSeq(chatId, origin);
+      if (minSeq === undefined || !(await this.membersOf(chatId))) continue;
+      const head = await this.deps.heads.get(chatId, origin);
+      const headSeq = head?.seq ?? 0;
+      if (minSeq > headSeq + 1) continue;
+      const held = await this.deps.store.heldAfter(chatId, origin, headSeq, RELEASE_EVENTS_MAX);
+      const run = contiguousAfter(head, held);
+      if (run.length > 0) runs.push(run);
+      else if (held[0]?.seq === headSeq + 1) {
+        // Held at the next seq yet not linking to the head: a fork that lost; it can never be placed.
+        refuse(outcome, 'bad-chain', 'a held event does not link to the stored chain', held[0], 1);
+        stage.dropUpto.set(chainKey(chatId, origin), headSeq + 1);
+      }
+      stage.touch(chatId, origin);
+    }
+    return runs;
+  }
+
+  /**
+   * One transaction for the round's appends and the link cursor. If the store refuses a
+   * value (a data or constraint error), each run is retried alone and only the runs it
+   * refuses are dropped: one bad event never takes down its batch, let alone the link.
+   */
+  private async commit(stage: Stage, outcome: InboundOutcome, cursor: Cursor | undefined): Promise<void> {
+    for (const row of await this.deps.store.hold(stage.hold)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
+    let runs = stage.append;
+    if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage);
     try {
-      outcome.appended.push(...(await this.deps.store.append({ events, ...(cursor ? { cursor } : {}) })));
+      outcome.appended.push(...(await this.deps.store.append({ events: runs.flat(), ...(cursor ? { cursor } : {}) })));
     } catch (error) {
-      for (const event of events) this.deps.heads.forget(event.chatId, event.origin);
-      throw error;
+      if (!isDataError(error)) throw error;
+      runs = await this.appendRunByRun(runs, outcome);
+      if (cursor) await this.deps.store.append({ events: [], cursor });
     }
-    for (const event of events) {
-      this.deps.heads.advance(event.chatId, event.origin, { seq: event.seq, id: event.id });
-      this.deps.clock.observe({ ms: event.hlcMs, counter: event.hlcCounter });
+    for (const chatId of stage.changedChats) this.members.delete(chatId);
+    for (const run of runs) {
+      for (const event of run) this.deps.clock.observe({ ms: event.hlcMs, counter: event.hlcCounter });
+      const last = run.at(-1)!;
+      this.deps.heads.advance(last.chatId, last.origin, { seq: last.seq, id: last.id });
+      stage.touch(last.chatId, last.origin);
+    }
+    for (const chatId of stage.changedChats) {
+      for (const { origin } of this.deps.held.chainsOf(chatId)) stage.touch(chatId, origin);
+    }
+    await this.dropPlacedHeld(stage);
+  }
+
+  private async appendRunByRun(runs: Event[][], outcome: InboundOutcome): Promise<Event[][]> {
+    const stored: Event[][] = [];
+    for (const run of runs) {
+      try {
+        outcome.appended.push(...(await this.deps.store.append({ events: run })));
+        stored.push(run);
+      } catch (error) {
+        if (!isDataError(error)) throw error;
+        refuse(outcome, 'store-refused', `the store refused a value (${(error as { code?: string }).code})`, run[0]!, run.length);
+      }
+    }
+    return stored;
+  }
+
+  /** Held events at or below a chain's head are placed (or overtaken): they go, and the tally with them. */
+  private async dropPlacedHeld(stage: Stage): Promise<void> {
+    for (const [key, { chatId, origin }] of stage.touched) {
+      const minSeq = this.deps.held.minSeq(chatId, origin);
+      if (minSeq === undefined) continue;
+      const upto = Math.max((await this.deps.heads.get(chatId, origin))?.seq ?? 0, stage.dropUpto.get(key) ?? 0);
+      if (minSeq > upto) continue;
+      const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, upto);
+      this.deps.held.dropped(chatId, origin, dropped, nextSeq);
     }
   }
 
-  /** Moves held events whose gap is now closed into the log. */
-  private async releaseHeld(runs: Event[][], outcome: InboundOutcome): Promise<void> {
-    for (const run of runs) {
-      const { chatId, origin } = run[0]!;
-      const key = keyOf(chatId, origin);
-      if (!this.pendingChains.has(key)) continue;
-      const held = await this.deps.store.pendingEvents(chatId, origin);
-      const released = contiguousAfter(await this.deps.heads.get(chatId, origin), held);
-      if (released.length > 0) await this.commit(released, outcome);
-      const head = await this.deps.heads.get(chatId, origin);
-      await this.deps.store.dropPending(chatId, origin, head?.seq ?? 0);
-      outcome.gaps = outcome.gaps.filter((gap) => keyOf(gap.chatId, gap.origin) !== key);
-      if (held.every((event) => event.seq <= (head?.seq ?? 0))) this.pendingChains.delete(key);
-      else outcome.gaps.push({ chatId, origin, fromSeq: (head?.seq ?? 0) + 1 });
+  /** The chat's current member list, or null before its creation is stored. */
+  private async membersOf(chatId: string): Promise<string[] | null> {
+    let members = this.members.get(chatId);
+    if (members === undefined) {
+      members = (await this.deps.store.chatMembers(chatId)) ?? null;
+      if (this.members.size >= MEMBERS_CACHED_MAX) this.members.clear();
+      this.members.set(chatId, members);
     }
+    return members;
   }
+}
+
+function emptyOutcome(): InboundOutcome {
+  return { appended: [], duplicates: 0, refused: [], gaps: [], syncs: [] };
+}
+
+/** Records one refusal for `event` and the `count` events of its run from it on. */
+function refuse(outcome: InboundOutcome, code: EventErrorCode, why: string, event: Event, count: number): void {
+  const more = count > 1 ? ` and the ${count - 1} after it` : '';
+  outcome.refused.push(new EventError(code, `${why} (chat ${event.chatId}, origin ${event.origin}, seq ${event.seq}${more})`));
 }

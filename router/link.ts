@@ -3,15 +3,15 @@ import type { Frame, EventBatch, BackfillAnswer, BackfillRequest } from '../prot
 import type { AuditEntry } from '../store/index.js';
 import type { Now } from './clock.js';
 import type { LinkTuning } from './config.js';
-import { LinkFailure, type LinkErrorCode } from './errors.js';
+import { knownPeerCode, LinkFailure, peerMessage, type LinkErrorCode } from './errors.js';
 import { errorFrame, type FrameChannel } from './frame-channel.js';
 import type { LinkOpening } from './handshake.js';
 import type { ChainGap, Inbound, InboundOutcome } from './inbound.js';
 import type { Outbound } from './outbound.js';
+import { BATCH_EVENTS_MAX } from './limits.js';
 import { Notifier } from './serial.js';
 
-/** A batch may hold at most this many events; more is a protocol violation that closes the link. */
-export const BATCH_EVENTS_MAX = 1024;
+export { BATCH_EVENTS_MAX };
 
 export interface LinkDeps {
   tuning: LinkTuning;
@@ -21,7 +21,7 @@ export interface LinkDeps {
   outbound: Outbound;
   /** Notified whenever this node appends events (a sender may have work). */
   appended: Notifier;
-  audit(entry: AuditEntry): Promise<void>;
+  audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
 }
 
 export interface LinkStats {
@@ -45,7 +45,8 @@ export interface LinkEnd {
   message: string;
 }
 
-const keyOf = (gap: { chatId: string; origin: string }) => `${gap.chatId}\u0000${gap.origin}`;
+/** Backfill requests remembered per link so one is not asked twice; past it the memory starts over. */
+const BACKFILLS_REMEMBERED_MAX = 10_000;
 
 /**
  * One live trust link after its handshake: sends this node's events from where the
@@ -64,6 +65,8 @@ export class LinkSession {
   private readonly backfillsAsked = new Set<string>();
   /** The frame being handled now; a link that replaces this one waits for it (see drain). */
   private handling: Promise<void> = Promise.resolve();
+  /** True while a received frame is being stored: the peer is not silent, we are busy. */
+  private busy = false;
   private lastHeardAt: number;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -100,14 +103,22 @@ export class LinkSession {
     return this.end === undefined;
   }
 
-  /** Starts the loops; `gaps` are chains with held events to ask the peer for again. */
-  start(gaps: ChainGap[]): void {
+  /** Starts the loops, and asks the peer again for every gap and chat this node still lacks that it may hold. */
+  start(): void {
     const { heartbeat_interval_ms: interval, dead_after_heartbeats: deadAfter } = this.deps.tuning;
     this.heartbeat = setInterval(() => this.beat(interval * deadAfter), interval);
     this.heartbeat.unref();
     void this.receiveLoop();
     void this.sendLoop();
-    void this.askBackfill(gaps.filter((gap) => gap.origin === this.peerId)).catch((error) => this.fail(error));
+    void this.deps.inbound
+      .openRequests(this.peerId)
+      .then((open) => this.ask(open.gaps, open.syncs))
+      .catch((error) => this.fail(error));
+  }
+
+  /** Resolves once the frame being handled when the link ended is stored or given up. */
+  get settled(): Promise<void> {
+    return this.handling.catch(() => undefined);
   }
 
   /** Ends the link; with a code the peer is told why. */
@@ -146,6 +157,8 @@ export class LinkSession {
   }
 
   private beat(deadAfterMs: number): void {
+    // Frames waiting to be stored are frames heard: a slow store must not look like a dead peer.
+    if (this.busy) this.lastHeardAt = this.deps.now();
     if (this.deps.now() - this.lastHeardAt > deadAfterMs) {
       this.finishWith({ code: 'dead-link', message: `nothing heard for ${deadAfterMs} ms` });
       this.channel.abort();
@@ -161,8 +174,14 @@ export class LinkSession {
         if (this.end) return;
         if (!frame) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
         this.lastHeardAt = this.deps.now();
+        this.busy = true;
         this.handling = this.onFrame(frame);
-        await this.handling;
+        try {
+          await this.handling;
+        } finally {
+          this.busy = false;
+          this.lastHeardAt = this.deps.now();
+        }
       }
     } catch (error) {
       if (this.end) return;
@@ -209,37 +228,49 @@ export class LinkSession {
       this.log.warn({ code: refusal.code }, 'event refused');
       await this.channel.send(errorFrame(refusal.code, refusal.message, false));
     }
-    await this.askBackfill(outcome.gaps);
+    await this.ask(outcome.gaps, outcome.syncs);
   }
 
-  private async askBackfill(gaps: ChainGap[]): Promise<void> {
-    for (const gap of gaps) {
-      const key = `${keyOf(gap)}\u0000${gap.fromSeq}`;
+  /** Asks the peer for gaps in chains and for whole chats (empty origin), each once per link. */
+  private async ask(gaps: readonly ChainGap[], syncs: readonly string[]): Promise<void> {
+    const requests = [...gaps, ...syncs.map((chatId) => ({ chatId, origin: '', fromSeq: 1 }))];
+    for (const request of requests) {
+      const key = `${request.chatId}\u0000${request.origin}\u0000${request.fromSeq}`;
       if (this.backfillsAsked.has(key)) continue;
+      if (this.backfillsAsked.size >= BACKFILLS_REMEMBERED_MAX) this.backfillsAsked.clear();
       this.backfillsAsked.add(key);
-      this.log.info({ chat: gap.chatId, origin: gap.origin, seq: gap.fromSeq }, 'asking backfill');
-      await this.channel.send({ kind: { $case: 'backfillRequest', value: { chatId: gap.chatId, origin: gap.origin, fromSeq: gap.fromSeq } } });
+      this.log.info({ chat: request.chatId, origin: request.origin || '(all)', seq: request.fromSeq }, 'asking backfill');
+      await this.channel.send({ kind: { $case: 'backfillRequest', value: request } });
     }
   }
 
+  /** A gap in one origin's chain, or (empty origin) every chain of a chat, for a peer that has members in it. */
   private async onBackfillRequest(request: BackfillRequest): Promise<void> {
-    const answer = await this.deps.outbound.backfillFor(this.peerId, request.chatId, request.origin, Math.max(1, request.fromSeq));
-    if (!answer) {
+    const answers = await this.deps.outbound.backfill(this.peerId, request);
+    if (!answers) {
       await this.channel.send(errorFrame('backfill-refused' satisfies LinkErrorCode, 'no such chat shared with you', false));
       return;
     }
-    await this.channel.send({ kind: { $case: 'backfillAnswer', value: { chatId: request.chatId, origin: request.origin, events: answer.events, more: answer.more } } });
+    for (const answer of answers) await this.channel.send({ kind: { $case: 'backfillAnswer', value: answer } });
   }
 
+  /** Stores a page, and asks for the next one while the peer says more follow. */
   private async onBackfillAnswer(answer: BackfillAnswer): Promise<void> {
     if (answer.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `backfill of ${answer.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
     const outcome = await this.deps.inbound.accept(this.peerId, answer.events);
+    const last = answer.events.at(-1);
+    if (answer.more && last && last.chatId === answer.chatId && last.origin === answer.origin) {
+      outcome.gaps.push({ chatId: answer.chatId, origin: answer.origin, fromSeq: last.seq + 1 });
+    }
     await this.report(outcome);
   }
 
-  private async onPeerError(code: string, message: string, fatal: boolean): Promise<void> {
+  /** A peer's refusal, recorded with a known code (else `unknown`) and its message cut short; floods are coalesced. */
+  private async onPeerError(peerCode: string, peerText: string, fatal: boolean): Promise<void> {
+    const code = knownPeerCode(peerCode);
+    const message = peerMessage(peerText);
     this.log.warn({ code, fatal }, 'peer reported an error');
-    await this.deps.audit({ kind: 'refused-by-peer', peer: this.peerId, code, detail: message.slice(0, 500) });
+    await this.deps.audit({ kind: 'refused-by-peer', peer: this.peerId, code, detail: message }, this.peerId);
     if (fatal) {
       this.finishWith({ code: 'refused-by-peer', message: `${code}: ${message}` });
       this.channel.close();

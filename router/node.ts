@@ -13,7 +13,9 @@ import type { NodeConfig, TrustConfig } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
 import { errorFrame, FrameChannel } from './frame-channel.js';
 import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
-import { Inbound, type ChainGap } from './inbound.js';
+import { AuditJournal } from './audit.js';
+import { HeldEvents } from './held-events.js';
+import { Inbound } from './inbound.js';
 import { LinkSession, type LinkEnd } from './link.js';
 import { createLogger, type Logger } from './logger.js';
 import { Outbound } from './outbound.js';
@@ -23,8 +25,9 @@ import { peerHost, Transport } from './transport.js';
 
 /** Local posts committed in one transaction at most. */
 export const LOCAL_BATCH_EVENTS_MAX = 512;
-/** Inbound handshakes in progress at once; more are turned away before any work. */
+/** Inbound handshakes in progress at once, and from one address; more are turned away before any work. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 64;
+export const HANDSHAKES_PER_ADDRESS_MAX = 16;
 const SHUTDOWN_GRACE_MS = 2_000;
 
 export type LinkColour = 'green' | 'purple' | 'red';
@@ -62,7 +65,6 @@ interface QueuedPost {
 function checkDraft(draft: EventDraft): void {
   if (!EventKind[draft.kind] || draft.kind === EventKind.EVENT_KIND_UNSPECIFIED) throw new PostError(`kind ${draft.kind} is not an event kind`);
   if (MEMBERSHIP_KINDS.has(draft.kind) && !draft.members?.length) throw new PostError('a membership event must list the members');
-  if (draft.members?.some((member) => !/^[^@\s]+@[^@\s]+$/.test(member))) throw new PostError('members must look like user@server-id');
   if (!draft.senderUser || !draft.senderDevice) throw new PostError('sender user and device are required');
   try {
     checkDraftShape(draft);
@@ -101,7 +103,11 @@ export class TrellisNode extends EventEmitter {
   private readonly localQueue: QueuedPost[] = [];
   private localFlushScheduled = false;
   private handshakesInFlight = 0;
-  private gaps: ChainGap[] = [];
+  /** Handshakes in flight per remote address: one address cannot take every slot. */
+  private readonly handshakesByAddress = new Map<string, number>();
+  /** Links that ended while a frame of theirs was still being stored (see claimLink). */
+  private readonly settling = new Map<string, Promise<void>>();
+  private readonly journal: AuditJournal;
   private server: grpc.Server | undefined;
   private stopping = false;
   port = 0;
@@ -112,7 +118,8 @@ export class TrellisNode extends EventEmitter {
     this.store = store;
     this.log = (options.logger ?? createLogger(config.log_level)).child({ node: config.server.name });
     this.now = options.now ?? Date.now;
-    this.clock = new HybridClock(this.now);
+    this.clock = new HybridClock(this.now, config.link.max_clock_skew_ms);
+    this.journal = new AuditJournal((entry) => this.writeAudit(entry), this.now);
     this.identity = identityFromPem(readIdentityFile(config.identity_key_file));
     this.heads = new ChainHeads(store);
     this.limiter = new FailureRateLimiter(this.now);
@@ -124,9 +131,15 @@ export class TrellisNode extends EventEmitter {
       heads: this.heads,
       serial: this.serial,
       clock: this.clock,
+      held: new HeldEvents({
+        eventsPerChain: config.link.held_events_per_chain,
+        bytesPerChain: config.link.held_bytes_per_chain,
+        eventsPerPeer: config.link.held_events_per_peer,
+        bytesPerPeer: config.link.held_bytes_per_peer,
+      }),
       originKey: (origin) => this.originKey(origin),
       onAppended: (events) => this.onAppended(events),
-      audit: (entry) => this.audit(entry),
+      audit: (entry, key) => this.audit(entry, key),
     });
   }
 
@@ -149,7 +162,7 @@ export class TrellisNode extends EventEmitter {
   }
 
   private async listen(): Promise<void> {
-    this.gaps = await this.inbound.load();
+    await this.inbound.load();
     const { server, port } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
     this.server = server;
     this.port = port;
@@ -223,7 +236,12 @@ export class TrellisNode extends EventEmitter {
     return key;
   }
 
-  async audit(entry: AuditEntry): Promise<void> {
+  /** Journals an entry (and logs it); entries sharing a coalescing key are summarised under a flood. */
+  audit(entry: AuditEntry, coalesceKey?: string): Promise<void> {
+    return this.journal.record(entry, coalesceKey);
+  }
+
+  private async writeAudit(entry: AuditEntry): Promise<void> {
     this.log.info({ audit: entry.kind, peer: entry.peer, code: entry.code }, entry.detail);
     await this.store.audit(entry).catch((error) => this.log.error({ err: error }, 'audit write failed'));
   }
@@ -239,24 +257,30 @@ export class TrellisNode extends EventEmitter {
       pinKey: (serverId, key) => this.store.pinKey(serverId, key),
       claimLink: (peerId, diallerId) => this.claimLink(peerId, diallerId),
       storedLinkSeq: (peerId) => this.store.linkCursor(peerId),
-      audit: (entry) => this.audit(entry),
+      audit: (entry, key) => this.audit(entry, key),
     };
   }
 
   private async accept(call: grpc.ServerDuplexStream<Frame, Frame>): Promise<void> {
     const channel = new FrameChannel(call, peerHost(call.getPeer()));
-    if (this.stopping || this.handshakesInFlight >= HANDSHAKES_IN_FLIGHT_MAX) {
+    const address = channel.remoteAddress;
+    const fromAddress = this.handshakesByAddress.get(address) ?? 0;
+    if (this.stopping || this.handshakesInFlight >= HANDSHAKES_IN_FLIGHT_MAX || fromAddress >= HANDSHAKES_PER_ADDRESS_MAX) {
       channel.close(errorFrame('shutting-down', 'not accepting links now'));
       return;
     }
     this.handshakesInFlight += 1;
+    this.handshakesByAddress.set(address, fromAddress + 1);
     try {
       const opening = await acceptHandshake(this.handshakeContext(), channel);
       this.adopt(channel, opening, opening.peerId);
     } catch (error) {
-      this.log.warn({ code: (error as TrustError).code, remote: channel.remoteAddress }, 'inbound link refused');
+      this.log.debug({ code: (error as TrustError).code, remote: address }, 'inbound link refused');
     } finally {
       this.handshakesInFlight -= 1;
+      const left = (this.handshakesByAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.handshakesByAddress.set(address, left);
+      else this.handshakesByAddress.delete(address);
     }
   }
 
@@ -282,6 +306,8 @@ export class TrellisNode extends EventEmitter {
     };
     this.claims.set(peerId, claim);
     await existing?.drain('duplicate-link', 'replaced by a newer link');
+    // A link that already ended may still be storing its last frame: the cursor read next must include it.
+    await this.settling.get(peerId);
     return claim;
   }
 
@@ -312,8 +338,8 @@ export class TrellisNode extends EventEmitter {
       diallerId,
     );
     this.links.set(opening.peerId, session);
-    session.start(this.gaps);
-    void this.audit({ kind: 'link-up', peer: opening.peerId, detail: `link up (dialled by ${diallerId === this.id ? 'us' : 'peer'}), resending from ${opening.peerStoredLinkSeq}` });
+    session.start();
+    void this.audit({ kind: 'link-up', peer: opening.peerId, detail: `link up (dialled by ${diallerId === this.id ? 'us' : 'peer'}), resending from ${opening.peerStoredLinkSeq}` }, opening.peerId);
     this.emit('link-up', session);
     void session.ended.then((end) => this.onLinkEnded(session, end));
     return session;
@@ -321,7 +347,12 @@ export class TrellisNode extends EventEmitter {
 
   private onLinkEnded(session: LinkSession, end: LinkEnd): void {
     if (this.links.get(session.peerId) === session) this.links.delete(session.peerId);
-    if (end.code !== 'duplicate-link') void this.audit({ kind: 'link-down', peer: session.peerId, code: end.code, detail: end.message });
+    const settled = session.settled;
+    this.settling.set(session.peerId, settled);
+    void settled.then(() => {
+      if (this.settling.get(session.peerId) === settled) this.settling.delete(session.peerId);
+    });
+    if (end.code !== 'duplicate-link') void this.audit({ kind: 'link-down', peer: session.peerId, code: end.code, detail: end.message }, session.peerId);
     this.emit('link-down', session, end);
   }
 
@@ -418,6 +449,7 @@ export class TrellisNode extends EventEmitter {
     for (const post of this.localQueue.splice(0)) post.reject(new PostError('node is stopping'));
     await this.shutdownServer();
     await this.serial.run(async () => undefined);
+    await this.journal.close();
     await this.store.close();
     this.log.info('node stopped');
   }

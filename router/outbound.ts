@@ -1,14 +1,11 @@
 import { signEventId, type Identity } from '../crypto/index.js';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
+import type { BackfillAnswer, BackfillRequest } from '../proto/gen/trellis/v1/link.js';
 import type { EventStore, StoredEvent } from '../store/index.js';
+import { BATCH_EVENTS_MAX } from './limits.js';
 
-/**
- * What this node sends: its own events for chats with members on the peer, in its
- * append order, and backfill pages. The last event of each chat's run in a frame is
- * signed here, once per frame: Ed25519 is deterministic, so signing at send time gives
- * the bytes signing at post time would, at one signature per run instead of per event.
- */
 export const BACKFILL_PAGE_EVENTS_MAX = 512;
+
 /** A batch stops growing past this many body bytes, well under the gRPC message limit (router/transport.ts). */
 export const BATCH_BODY_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -19,6 +16,12 @@ function withinBudget<E extends Event>(events: E[]): E[] {
   return end === -1 ? events : events.slice(0, Math.max(1, end));
 }
 
+/**
+ * What this node sends: its own events for chats with members on the peer, in its
+ * append order, and backfill pages. The last event of each chat's run in a frame is
+ * signed here, once per frame: Ed25519 is deterministic, so signing at send time gives
+ * the bytes signing at post time would, at one signature per run instead of per event.
+ */
 export class Outbound {
   constructor(
     private readonly selfId: string,
@@ -30,14 +33,40 @@ export class Outbound {
     return this.signRunEnds(withinBudget(await this.store.outboundEvents(this.selfId, peerId, afterLinkSeq, limit)));
   }
 
-  /** A page of one origin's chain for a peer that found a gap; only for chats the peer has members in. */
-  async backfillFor(peerId: string, chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean } | undefined> {
-    if (!(await this.store.chatServers(chatId)).includes(peerId)) return undefined;
-    const page = await this.store.originEvents(chatId, origin, fromSeq, BACKFILL_PAGE_EVENTS_MAX);
-    // Another origin's events can only be passed on up to the last signature we hold for them.
-    const lastSigned = origin === this.selfId ? page.length : page.findLastIndex((event) => event.signature.length > 0) + 1;
-    const events = this.signRunEnds(withinBudget(page.slice(0, lastSigned))).map(({ localSeq: _, ...event }) => event);
-    return { events, more: page.length === BACKFILL_PAGE_EVENTS_MAX };
+  /**
+   * Backfill for a peer that found a gap in one origin's chain, or (empty origin) that
+   * lacks a whole chat: a page per origin asked. Only for chats the peer has members in:
+   * a server outside a chat reads nothing of it.
+   */
+  async backfill(peerId: string, request: BackfillRequest): Promise<BackfillAnswer[] | undefined> {
+    if (!(await this.store.chatServers(request.chatId)).includes(peerId)) return undefined;
+    const origins = request.origin ? [request.origin] : await this.store.chatOrigins(request.chatId);
+    const answers: BackfillAnswer[] = [];
+    for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(request.chatId, origin, Math.max(1, request.fromSeq))) });
+    return answers;
+  }
+
+  /**
+   * A page of one origin's chain. Another origin's events can be passed on only up to a
+   * signature we hold, so the page is cut by size first and then back to its last signed
+   * event; when that leaves nothing, it runs on to the next signed event (one signature
+   * covers at most one batch). `more` says events remain after the page.
+   */
+  private async page(chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean }> {
+    const page = await this.store.originEvents(chatId, origin, fromSeq, BACKFILL_PAGE_EVENTS_MAX + 1);
+    let events = withinBudget(page.slice(0, BACKFILL_PAGE_EVENTS_MAX));
+    if (origin !== this.selfId) {
+      events = events.slice(0, events.findLastIndex((event) => event.signature.length > 0) + 1);
+      if (events.length === 0 && page.length > 0) events = await this.throughNextSignature(chatId, origin, fromSeq);
+    }
+    const more = page.length > events.length;
+    return { events: this.signRunEnds(events).map(({ localSeq: _, ...event }) => event), more };
+  }
+
+  private async throughNextSignature(chatId: string, origin: string, fromSeq: number): Promise<StoredEvent[]> {
+    const signedSeq = await this.store.nextSignedSeq(chatId, origin, fromSeq);
+    if (signedSeq === undefined || signedSeq - fromSeq >= BATCH_EVENTS_MAX) return [];
+    return this.store.originEvents(chatId, origin, fromSeq, signedSeq - fromSeq + 1);
   }
 
   private signRunEnds<E extends Event>(events: E[]): E[] {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { chainEvent, type ChainPosition } from '../crypto/index.js';
+import { chainEvent, eventId, type ChainPosition } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import { openEmbeddedStore, type EventStore } from './index.js';
 
@@ -85,15 +85,33 @@ describe('embedded event store', () => {
     expect(await store.outboundEvents(A, 'server-c', 0, 10)).toHaveLength(0);
   });
 
-  it('holds events beyond a gap and reports the gap', async () => {
+  it('holds events beyond a gap per peer, reads back only what follows a seq, and drops what was placed', async () => {
     const store = await open();
-    const events = chain(A, 6);
-    await store.holdPending(events.slice(4));
-    expect(await store.pendingGaps()).toEqual([{ chatId: CHAT, origin: A, heldFromSeq: 5 }]);
-    const held = await store.pendingEvents(CHAT, A);
-    expect(held.map((e) => e.id.toString('hex'))).toEqual(events.slice(4).map((e) => e.id.toString('hex')));
-    await store.dropPending(CHAT, A, 6);
-    expect(await store.pendingGaps()).toEqual([]);
+    const events = chain(A, 8);
+    await store.hold(events.slice(4, 6).map((event) => ({ event, peer: B })));
+    await store.hold(events.slice(6).map((event) => ({ event, peer: 'server-c' })));
+    const summary = await store.heldSummary();
+    expect(summary.map(({ peer, events: n, minSeq }) => ({ peer, n, minSeq })).sort((x, y) => x.minSeq - y.minSeq)).toEqual([
+      { peer: B, n: 2, minSeq: 5 },
+      { peer: 'server-c', n: 2, minSeq: 7 },
+    ]);
+    expect(summary.every((share) => share.bytes > 0)).toBe(true);
+    expect((await store.heldAfter(CHAT, A, 5, 10)).map((e) => e.seq)).toEqual([6, 7, 8]);
+    expect((await store.heldAfter(CHAT, A, 4, 2)).map((e) => e.id.toString('hex'))).toEqual(events.slice(4, 6).map((e) => e.id.toString('hex')));
+    const { dropped, nextSeq } = await store.dropHeld(CHAT, A, 6);
+    expect(dropped).toEqual([{ peer: B, events: 2, bytes: summary.find((share) => share.peer === B)!.bytes }]);
+    expect(nextSeq).toBe(7);
+    expect((await store.dropHeld(CHAT, A, 8)).nextSeq).toBeUndefined();
+    expect(await store.heldSummary()).toEqual([]);
+  });
+
+  it('stores every value the wire allows: a uint32 clock counter and kinds of newer servers', async () => {
+    const store = await open();
+    const [event] = chain(A, 1);
+    const wide = { ...event!, hlcCounter: 0xffff_ffff, kind: 0x7fff_ffff };
+    await store.append({ events: [{ ...wide, id: eventId(wide) }] });
+    const [stored] = await store.chatLog(CHAT);
+    expect([stored!.hlcCounter, stored!.kind]).toEqual([0xffff_ffff, 0x7fff_ffff]);
   });
 
   it('keeps its log, cursors and pinned keys across a restart from its data directory', async () => {

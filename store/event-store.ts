@@ -19,6 +19,33 @@ export interface AppendRequest {
   cursor?: { peerId: string; linkSeq: number };
 }
 
+export interface HeldEvent {
+  event: Event;
+  /** The peer that brought it. */
+  peer: string;
+}
+
+/** What one peer has held in one chain. */
+export interface HeldShare {
+  peer: string;
+  events: number;
+  bytes: number;
+}
+
+export interface HeldRow {
+  chatId: string;
+  origin: string;
+  seq: number;
+  peer: string;
+  bytes: number;
+}
+
+export interface HeldSummary extends HeldShare {
+  chatId: string;
+  origin: string;
+  minSeq: number;
+}
+
 export interface ChatSummary {
   events: number;
   digest: Buffer;
@@ -57,11 +84,21 @@ export interface EventStore {
   chatServers(chatId: string): Promise<string[]>;
   countEvents(): Promise<number>;
 
-  holdPending(events: readonly Event[]): Promise<void>;
-  pendingEvents(chatId: string, origin: string): Promise<Event[]>;
-  dropPending(chatId: string, origin: string, uptoSeq: number): Promise<void>;
-  /** The (chat, origin) chains with held events, and the first seq each is missing. */
-  pendingGaps(): Promise<Array<{ chatId: string; origin: string; heldFromSeq: number }>>;
+  /** The current members of a chat (from its latest membership event), or undefined before its creation is stored. */
+  chatMembers(chatId: string): Promise<string[] | undefined>;
+  /** The origins with events in a chat. */
+  chatOrigins(chatId: string): Promise<string[]>;
+  /** The first seq at or after `fromSeq` of an origin's chain whose verified signature is stored. */
+  nextSignedSeq(chatId: string, origin: string, fromSeq: number): Promise<number | undefined>;
+
+  /** Keeps authentic events that cannot be placed yet, counted against the peer that brought them; returns what was new. */
+  hold(events: readonly HeldEvent[]): Promise<HeldRow[]>;
+  /** Held events of a chain after `afterSeq`, in seq order: read only when the first of them can be placed. */
+  heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<Event[]>;
+  /** Drops a chain's held events up to `uptoSeq` (placed, or overtaken); says what went and what is held next. */
+  dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }>;
+  /** Held events per (chain, peer): loaded once at start for the held bounds. */
+  heldSummary(): Promise<HeldSummary[]>;
 
   linkCursor(peerId: string): Promise<number>;
   pinnedKey(serverId: string): Promise<Buffer | undefined>;
@@ -111,6 +148,15 @@ function fromRow(row: EventRow): StoredEvent {
   };
 }
 
+/**
+ * True when the engine refused a statement because of the values it was given (SQLSTATE
+ * class 22, data exception, or 23, integrity constraint): the data's fault, not the store's.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
+
 /** The server part of `user@server-id`. */
 export function serverOfMember(member: string): string {
   return member.slice(member.lastIndexOf('@') + 1);
@@ -122,8 +168,8 @@ const INSERT_EVENTS = `
 insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
 select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
        kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea)
-from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::int[], $8::text[], $9::text[],
-            $10::smallint[], $11::text[], $12::text[], $13::text[])
+from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
+            $10::int[], $11::text[], $12::text[], $13::text[])
   as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
 on conflict do nothing
 returning local_seq, id`;
@@ -240,38 +286,71 @@ export class SqlEventStore implements EventStore {
     return row?.n ?? 0;
   }
 
-  async holdPending(events: readonly Event[]): Promise<void> {
-    if (events.length === 0) return;
-    await this.db.query(
-      `insert into pending_events (chat_id, origin, seq, event)
-       select chat_id, origin, seq, decode(event, 'base64') from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as t(chat_id, origin, seq, event)
-       on conflict do nothing`,
-      [
-        events.map((e) => e.chatId),
-        events.map((e) => e.origin),
-        events.map((e) => e.seq),
-        events.map((e) => Buffer.from(Event.encode(e).finish()).toString('base64')),
-      ],
-    );
+  async chatMembers(chatId: string): Promise<string[] | undefined> {
+    const [row] = await this.db.query<{ members: string[] }>('select members from chats where chat_id = $1', [chatId]);
+    return row?.members;
   }
 
-  async pendingEvents(chatId: string, origin: string): Promise<Event[]> {
+  async chatOrigins(chatId: string): Promise<string[]> {
+    const rows = await this.db.query<{ origin: string }>('select distinct origin from events where chat_id = $1 order by origin', [chatId]);
+    return rows.map((row) => row.origin);
+  }
+
+  async nextSignedSeq(chatId: string, origin: string, fromSeq: number): Promise<number | undefined> {
+    const [row] = await this.db.query<{ seq: number }>(
+      'select seq from events where chat_id = $1 and origin = $2 and seq >= $3 and signature is not null order by seq limit 1',
+      [chatId, origin, fromSeq],
+    );
+    return row?.seq;
+  }
+
+  async hold(held: readonly HeldEvent[]): Promise<HeldRow[]> {
+    if (held.length === 0) return [];
+    const encoded = held.map(({ event }) => Buffer.from(Event.encode(event).finish()));
+    const rows = await this.db.query<{ chat_id: string; origin: string; seq: number; peer: string; bytes: number }>(
+      `insert into pending_events (chat_id, origin, seq, event, peer, bytes)
+       select chat_id, origin, seq, decode(event, 'base64'), peer, bytes
+       from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[]) as t(chat_id, origin, seq, event, peer, bytes)
+       on conflict do nothing
+       returning chat_id, origin, seq, peer, bytes`,
+      [
+        held.map(({ event }) => event.chatId),
+        held.map(({ event }) => event.origin),
+        held.map(({ event }) => event.seq),
+        encoded.map((bytes) => bytes.toString('base64')),
+        held.map(({ peer }) => peer),
+        encoded.map((bytes) => bytes.length),
+      ],
+    );
+    return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, seq: Number(row.seq), peer: row.peer, bytes: row.bytes }));
+  }
+
+  async heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<Event[]> {
     const rows = await this.db.query<{ event: Uint8Array }>(
-      'select event from pending_events where chat_id = $1 and origin = $2 order by seq',
-      [chatId, origin],
+      'select event from pending_events where chat_id = $1 and origin = $2 and seq > $3 order by seq limit $4',
+      [chatId, origin, afterSeq, limit],
     );
     return rows.map((row) => Event.decode(row.event));
   }
 
-  async dropPending(chatId: string, origin: string, uptoSeq: number): Promise<void> {
-    await this.db.query('delete from pending_events where chat_id = $1 and origin = $2 and seq <= $3', [chatId, origin, uptoSeq]);
+  async dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }> {
+    return this.db.transaction(async (tx) => {
+      const dropped = await tx.query<{ peer: string; events: number; bytes: number }>(
+        `with gone as (delete from pending_events where chat_id = $1 and origin = $2 and seq <= $3 returning peer, bytes)
+         select peer, count(*)::int as events, coalesce(sum(bytes), 0)::int as bytes from gone group by peer`,
+        [chatId, origin, uptoSeq],
+      );
+      const [next] = await tx.query<{ seq: number }>('select min(seq) as seq from pending_events where chat_id = $1 and origin = $2', [chatId, origin]);
+      return { dropped, nextSeq: next?.seq == null ? undefined : Number(next.seq) };
+    });
   }
 
-  async pendingGaps(): Promise<Array<{ chatId: string; origin: string; heldFromSeq: number }>> {
-    const rows = await this.db.query<{ chat_id: string; origin: string; held_from: number }>(
-      'select chat_id, origin, min(seq) as held_from from pending_events group by chat_id, origin',
+  async heldSummary(): Promise<HeldSummary[]> {
+    const rows = await this.db.query<{ chat_id: string; origin: string; peer: string; events: number; bytes: number; min_seq: number }>(
+      `select chat_id, origin, peer, count(*)::int as events, coalesce(sum(bytes), 0)::int as bytes, min(seq) as min_seq
+       from pending_events group by chat_id, origin, peer`,
     );
-    return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, heldFromSeq: Number(row.held_from) }));
+    return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, peer: row.peer, events: row.events, bytes: row.bytes, minSeq: Number(row.min_seq) }));
   }
 
   async linkCursor(peerId: string): Promise<number> {

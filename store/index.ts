@@ -8,8 +8,13 @@ export {
   type AppendRequest,
   type AuditEntry,
   type AuditRecord,
+  type HeldEvent,
+  type HeldRow,
+  type HeldShare,
+  type HeldSummary,
   SqlEventStore,
   serverOfMember,
+  isDataError,
 } from './event-store.js';
 
 import { openPglite, type PgliteOptions } from './driver.js';

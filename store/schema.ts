@@ -1,4 +1,4 @@
-import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, smallint, text, timestamp, unique } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, unique } from 'drizzle-orm/pg-core';
 
 /**
  * The one schema of both engines (PGlite embedded, PostgreSQL at scale). Migrations in
@@ -17,10 +17,12 @@ export const events = pgTable(
     seq: bigint('seq', { mode: 'number' }).notNull(),
     prev: bytea('prev').notNull(),
     hlcMs: bigint('hlc_ms', { mode: 'number' }).notNull(),
-    hlcCounter: integer('hlc_counter').notNull(),
+    // uint32 on the wire: bigint holds all of it (integer stops at 2^31 - 1).
+    hlcCounter: bigint('hlc_counter', { mode: 'number' }).notNull(),
     senderUser: text('sender_user').notNull(),
     senderDevice: text('sender_device').notNull(),
-    kind: smallint('kind').notNull(),
+    // int32 on the wire, kinds of newer servers included.
+    kind: integer('kind').notNull(),
     members: jsonb('members').$type<string[]>().notNull(),
     body: bytea('body').notNull(),
     // Only verified signatures are kept; null inside a run signed at its end.
@@ -33,7 +35,11 @@ export const events = pgTable(
   ],
 );
 
-/** Authentic events that arrived after a gap in their origin's chain, held until backfill closes it. */
+/**
+ * Authentic events held until they can be placed: beyond a gap in their origin's chain
+ * (until backfill closes it), or of a chat whose creation has not arrived yet. Bounded
+ * per chain and per peer that brought them (router/held-events.ts).
+ */
 export const pendingEvents = pgTable(
   'pending_events',
   {
@@ -42,6 +48,10 @@ export const pendingEvents = pgTable(
     seq: bigint('seq', { mode: 'number' }).notNull(),
     // The event as it came, protobuf-encoded: it is only ever read back whole.
     event: bytea('event').notNull(),
+    /** The peer that brought it: its share of the held bound. */
+    peer: text('peer').notNull().default(''),
+    /** Encoded size, counted against the byte bounds. */
+    bytes: integer('bytes').notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.chatId, t.origin, t.seq] })],
 );
@@ -51,7 +61,7 @@ export const chats = pgTable('chats', {
   chatId: text('chat_id').primaryKey(),
   members: jsonb('members').$type<string[]>().notNull(),
   versionHlcMs: bigint('version_hlc_ms', { mode: 'number' }).notNull(),
-  versionHlcCounter: integer('version_hlc_counter').notNull(),
+  versionHlcCounter: bigint('version_hlc_counter', { mode: 'number' }).notNull(),
   versionOrigin: text('version_origin').notNull(),
   versionSeq: bigint('version_seq', { mode: 'number' }).notNull(),
 });

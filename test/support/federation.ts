@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { cryptoReady, generateIdentityPem } from '../../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode, type NodeConfig } from '../../router/index.js';
+import type { EventStore } from '../../store/index.js';
 import { messageDraft, type TestChat } from './devices.js';
 
 /** Captures every log line of the nodes of a test, to search them (for tokens, for bodies). */
@@ -66,6 +67,8 @@ export interface PairOptions {
   aDialsB?: (bPort: number) => Promise<string>;
   tls?: NodeConfig['tls'];
   bTls?: NodeConfig['tls'];
+  /** A's store, opened by the test (to reach its SQL); A closes it when it stops. */
+  aStore?: EventStore;
   link?: Partial<NodeConfig['link']>;
 }
 
@@ -78,10 +81,12 @@ export class TestPair {
   aConfig!: NodeConfig;
   bConfig!: NodeConfig;
   readonly tokens = { aAccepts: randomBytes(24).toString('base64url'), bAccepts: randomBytes(24).toString('base64url') };
+  private aStore: EventStore | undefined;
 
   static async start(options: PairOptions = {}): Promise<TestPair> {
     await cryptoReady();
     const pair = new TestPair();
+    pair.aStore = options.aStore;
     await pair.configure(options);
     [pair.a, pair.b] = await Promise.all([pair.startA(), pair.startB()]);
     return pair;
@@ -105,7 +110,7 @@ export class TestPair {
   }
 
   startA(): Promise<TrellisNode> {
-    return TrellisNode.start(this.aConfig, { logger: createLogger('info', this.logs) });
+    return TrellisNode.start(this.aConfig, { logger: createLogger('info', this.logs), ...(this.aStore ? { store: this.aStore } : {}) });
   }
 
   startB(): Promise<TrellisNode> {
@@ -174,7 +179,7 @@ export async function waitForConvergence(pair: TestPair, chatId: string, count: 
   const explain = async () => {
     const [inA, inB] = [await pair.a.store.chatSummary(chatId), await pair.b.store.chatSummary(chatId)];
     const links = [pair.a, pair.b].map((node) => node.linkStatus().map((l) => `${node.config.server.name}→${l.name} ${l.status}`).join()).join(', ');
-    const gaps = [await pair.a.store.pendingGaps(), await pair.b.store.pendingGaps()].map((g) => g.length);
+    const gaps = [await pair.a.store.heldSummary(), await pair.b.store.heldSummary()].map((g) => g.length);
     const stats = [pair.a, pair.b].map((node) => JSON.stringify(node.link(node === pair.a ? pair.b.id : pair.a.id)?.stats ?? null)).join(' / ');
     const warnings = pair.logs.lines.filter((line) => !line.includes('"level":30')).slice(-8).join('\n');
     return `A holds ${inA.events}/${count}, B ${inB.events}/${count}; links ${links}; link stats ${stats}; chains with held events A ${gaps[0]}, B ${gaps[1]}\n${warnings}`;

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chainEvent, identityFromSeed, signEventId, type ChainPosition, type Identity } from '../../crypto/index.js';
+import { chainEvent, eventId, identityFromSeed, signEventId, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
 import type { Frame } from '../../proto/gen/trellis/v1/link.js';
 import { dialHandshake, FailureRateLimiter, FrameChannel, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
@@ -23,16 +23,21 @@ export class RoguePeer {
   /** Adds a trust for this peer to the running node (it never dials us: no endpoint). */
   static async attach(node: TrellisNode): Promise<RoguePeer> {
     const peer = new RoguePeer(node);
-    await node.setTrust({
-      server_id: peer.id,
-      name: 'rogue',
+    await node.setTrust(peer.trustFor(node));
+    return peer;
+  }
+
+  /** A node's trust in this peer, as its administrator would write it (no endpoint: we dial). */
+  trustFor(node: TrellisNode): TrustConfig {
+    return {
+      server_id: this.id,
+      name: `rogue-for-${node.config.server.name}`,
       kind: 'CTS',
-      token_for_accepting: peer.tokens.nodeAccepts,
-      token_for_connecting: peer.tokens.nodePresents,
+      token_for_accepting: this.tokens.nodeAccepts,
+      token_for_connecting: this.tokens.nodePresents,
       status: 'enabled',
       allow_trust_search: false,
-    });
-    return peer;
+    };
   }
 
   /** Opens a stream to the node without a handshake (for frames that must be refused before one). */
@@ -99,6 +104,33 @@ export class RoguePeer {
     return events;
   }
 
+  /**
+   * Our next events of the chat with any fields set as the test says (a forged kind,
+   * member list, clock, sender), each chained and given its true id, the last signed:
+   * validly signed hostile events.
+   */
+  forge(chat: TestChat, edits: Array<Partial<UnsignedEvent>>, origin = this.id): Event[] {
+    const key = `${chat.id}/${origin}`;
+    const events = edits.map((edit) => {
+      const head = this.heads.get(key);
+      const base = chainEvent(origin, head, messageDraft(chat, `mallory@${origin}`, 'forged'), { ms: (this.hlcMs += 1), counter: 0 });
+      const { id: _, signature: __, ...unsigned } = base;
+      const forged: UnsignedEvent = { ...unsigned, ...edit };
+      const event: Event = { ...forged, id: eventId(forged), signature: Buffer.alloc(0) };
+      this.heads.set(key, { seq: event.seq, id: event.id });
+      return event;
+    });
+    const last = events.at(-1);
+    if (last) last.signature = signEventId(this.identity, last.id);
+    return events;
+  }
+
+  /** The same events with the last one signed: a run cut from a longer one, as a sender would send it. */
+  signedRun(events: Event[]): Event[] {
+    const last = events.at(-1);
+    return last ? [...events.slice(0, -1), { ...last, signature: signEventId(this.identity, last.id) }] : [];
+  }
+
   /** Forgets that events were built (the test will not send them), so the next ones start over from `head`. */
   rewind(chat: TestChat, head: ChainPosition | undefined, origin = this.id): void {
     const key = `${chat.id}/${origin}`;
@@ -110,14 +142,28 @@ export class RoguePeer {
 type FrameKind = NonNullable<Frame['kind']>['$case'];
 type FrameValue<K extends FrameKind> = Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
 
+/** How often a rogue link heartbeats, so the node never takes a quiet test for a dead peer. */
+const ROGUE_HEARTBEAT_MS = 250;
+
 export class RogueLink {
-  private linkSeq = 0;
+  private linkSeq: number;
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     readonly channel: FrameChannel,
     readonly opening: LinkOpening,
-    readonly close: () => void,
-  ) {}
+    private readonly end: () => void,
+  ) {
+    // Our link stream resumes where the node says it has stored it.
+    this.linkSeq = opening.peerStoredLinkSeq;
+    this.heartbeat = setInterval(() => void channel.send({ kind: { $case: 'heartbeat', value: { sentAtMs: Date.now() } } }).catch(() => undefined), ROGUE_HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  close(): void {
+    clearInterval(this.heartbeat);
+    this.end();
+  }
 
   send(frame: Frame): Promise<void> {
     return this.channel.send(frame);
@@ -130,12 +176,36 @@ export class RogueLink {
     return this.linkSeq;
   }
 
+  /** Backfill requests the node sent us, in order (collected by `exchange` and `until`). */
+  readonly backfillRequests: Array<{ chatId: string; origin: string; fromSeq: number }> = [];
+
+  /**
+   * Sends a batch and reads the node's answer up to its ack: the codes of the refusals
+   * it sent (non-fatal error frames), in order. Backfill requests met on the way are kept.
+   */
+  async exchange(events: Event[], timeoutMs = 10_000): Promise<string[]> {
+    const sent = await this.sendBatch(events);
+    const codes: string[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const frame = await this.channel.next(Math.max(1, deadline - Date.now()));
+      if (!frame) throw new Error('stream ended while waiting for the ack');
+      const kind = frame.kind;
+      if (kind?.$case === 'error') {
+        if (kind.value.fatal) throw new Error(`fatal refusal ${kind.value.code}: ${kind.value.message}`);
+        codes.push(kind.value.code);
+      } else if (kind?.$case === 'backfillRequest') this.backfillRequests.push(kind.value);
+      else if (kind?.$case === 'ack' && kind.value.linkSeq >= sent) return codes;
+    }
+  }
+
   /** Frames from the node until one of `kind` arrives (heartbeats and the node's own batches skipped). */
   async until<K extends FrameKind>(kind: K, timeoutMs = 10_000): Promise<FrameValue<K>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const frame = await this.channel.next(Math.max(1, deadline - Date.now()));
       if (!frame) throw new Error(`stream ended while waiting for ${kind}`);
+      if (frame.kind?.$case === 'backfillRequest') this.backfillRequests.push(frame.kind.value);
       if (frame.kind?.$case === kind) return frame.kind.value as unknown as FrameValue<K>;
     }
   }
