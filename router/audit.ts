@@ -87,9 +87,12 @@ export class AuditJournal {
   }
 }
 
-/** A detail as the journal keeps it: printable, one line, cut short (it may quote a peer). */
-export function cleanDetail(detail: string): string {
+/** Text as a log line or journal entry may hold it: control characters blanked, cut to `charsMax`. */
+export function printable(text: string, charsMax: number): string {
   // eslint-disable-next-line no-control-regex
-  const printable = detail.replace(/[\u0000-\u001f\u007f]/g, ' ');
-  return printable.length > AUDIT_DETAIL_CHARS_MAX ? `${printable.slice(0, AUDIT_DETAIL_CHARS_MAX)}…` : printable;
+  const clean = text.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return clean.length > charsMax ? `${clean.slice(0, charsMax)}…` : clean;
 }
+
+/** A detail as the journal keeps it (it may quote a peer). */
+const cleanDetail = (detail: string) => printable(detail, AUDIT_DETAIL_CHARS_MAX);

@@ -1,4 +1,5 @@
 import { EVENT_ERROR_CODES, TRUST_ERROR_CODES } from '../crypto/index.js';
+import { printable } from './audit.js';
 
 /** Link-level refusals beyond the trust ones of crypto/errors.ts. The code travels in LinkError frames. */
 export type LinkErrorCode =
@@ -24,11 +25,7 @@ export function knownPeerCode(code: string): string {
 
 /** What a peer's error message may add to a log line or journal entry: printable and short. */
 export const PEER_MESSAGE_CHARS_MAX = 200;
-export function peerMessage(message: string): string {
-  // eslint-disable-next-line no-control-regex
-  const printable = message.replace(/[\u0000-\u001f\u007f]/g, ' ');
-  return printable.length > PEER_MESSAGE_CHARS_MAX ? `${printable.slice(0, PEER_MESSAGE_CHARS_MAX)}…` : printable;
-}
+export const peerMessage = (message: string) => printable(message, PEER_MESSAGE_CHARS_MAX);
 
 export class LinkFailure extends Error {
   constructor(

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chainEvent, cryptoReady, EVENT_BODY_BYTES_MAX, identityFromSeed, signEventId } from '../crypto/index.js';
+import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { openEmbeddedStore, type EventStore } from '../store/index.js';
+import { BACKFILL_PAGE_EVENTS_MAX, Outbound } from './outbound.js';
+
+const CHAT = 'chat-1';
+const SELF = 'server-self';
+const PEER = 'server-peer';
+const OTHER = 'server-other';
+
+/** Another origin's chain as a relay stores it: signatures kept only where a run ended (`signedAt`). */
+function relayedChain(count: number, bodyBytes: number, signedAt: ReadonlySet<number>): Event[] {
+  const identity = identityFromSeed(Buffer.alloc(32, 7));
+  const events: Event[] = [];
+  for (let seq = 1; seq <= count; seq++) {
+    const event = chainEvent(OTHER, events.at(-1), {
+      chatId: CHAT,
+      senderUser: `carol@${OTHER}`,
+      senderDevice: 'd',
+      kind: seq === 1 ? EventKind.EVENT_KIND_CHAT_CREATED : EventKind.EVENT_KIND_MESSAGE_POSTED,
+      members: seq === 1 ? [`carol@${OTHER}`, `alice@${SELF}`, `bob@${PEER}`] : [],
+      body: Buffer.alloc(bodyBytes, seq % 251),
+    }, { ms: 1_000 + seq, counter: 0 });
+    events.push(signedAt.has(seq) ? { ...event, signature: signEventId(identity, event.id) } : event);
+  }
+  return events;
+}
+
+describe('backfill pages of another origin\'s chain', () => {
+  let store: EventStore;
+  beforeAll(async () => {
+    await cryptoReady();
+    store = await openEmbeddedStore();
+  });
+  afterAll(() => store?.close());
+
+  it('are cut by size, end at a signature, are never empty while events remain, and say when more follow', async () => {
+    // 100 events of the largest body (6.4 MiB, past the 4 MiB page budget), signed at 30 and 100 only.
+    await store.append({ events: relayedChain(100, EVENT_BODY_BYTES_MAX, new Set([30, 100])) });
+    const outbound = new Outbound(SELF, identityFromSeed(Buffer.alloc(32, 1)), store);
+
+    const first = (await outbound.backfill(PEER, { chatId: CHAT, origin: OTHER, fromSeq: 1 }))![0]!;
+    expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(first.events.at(-1)!.signature.length).toBe(64);
+    expect(first.more).toBe(true);
+
+    // From 31 the size cut leaves no signature: the page runs on to the next one instead of coming back empty.
+    const second = (await outbound.backfill(PEER, { chatId: CHAT, origin: OTHER, fromSeq: 31 }))![0]!;
+    expect(second.events.map((e) => e.seq)).toEqual(Array.from({ length: 70 }, (_, i) => i + 31));
+    expect(second.events.at(-1)!.signature.length).toBe(64);
+    expect(second.more).toBe(false);
+    expect(second.events.length).toBeLessThanOrEqual(BACKFILL_PAGE_EVENTS_MAX);
+
+    // A whole-chat request (empty origin) answers a page per origin; a server outside the chat gets nothing.
+    expect((await outbound.backfill(PEER, { chatId: CHAT, origin: '', fromSeq: 1 }))!.map((answer) => answer.origin)).toEqual([OTHER]);
+    expect(await outbound.backfill('server-stranger', { chatId: CHAT, origin: OTHER, fromSeq: 1 })).toBeUndefined();
+  });
+});
