@@ -163,9 +163,10 @@ export class TrellisNode extends EventEmitter {
 
   private async listen(): Promise<void> {
     await this.inbound.load();
-    const { server, port } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
+    const { server, port, widenedWindow } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
     this.server = server;
     this.port = port;
+    if (!widenedWindow) this.log.warn('could not widen the HTTP/2 receive window of accepted links (grpc-js changed?); they run at 64 KiB');
     if (!this.transport.secure) {
       const note = 'trust links run without TLS';
       if (this.config.allow_plaintext) this.log.warn({ listen: this.config.listen }, `${note}: allow_plaintext is set; tokens stay secret but traffic metadata is visible`);

@@ -1,4 +1,6 @@
+import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import type { Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { TrustServiceClient, TrustServiceService, type Frame } from '../proto/gen/trellis/v1/link.js';
 import type { NodeConfig } from './config.js';
@@ -11,10 +13,37 @@ import type { NodeConfig } from './config.js';
  */
 export const GRPC_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
 
+/**
+ * The HTTP/2 receive window of each link, both ways. Node's default is 64 KiB: a batch of
+ * a few hundred KB then crosses in dozens of window updates, each waiting for a receiver
+ * whose event loop the embedded store keeps busy.
+ */
+export const LINK_WINDOW_BYTES = 8 * 1024 * 1024;
+
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX,
   'grpc.max_send_message_length': GRPC_MESSAGE_BYTES_MAX,
+  'grpc-node.flow_control_window': LINK_WINDOW_BYTES,
 };
+
+/**
+ * grpc-js 1.14 applies `grpc-node.flow_control_window` to the sessions it dials, not to
+ * the ones it accepts (grpc-node#3058 would). Until then the accepting side opens its
+ * window itself, on each session of the HTTP/2 servers the library made: the `session`
+ * event is Node's public API; only reaching those servers goes through a library field.
+ * If a later grpc-js moves that field, links keep working at the default window.
+ */
+function widenAcceptedWindows(server: grpc.Server): boolean {
+  const http2Servers = (server as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+  if (!(http2Servers instanceof Map)) return false;
+  for (const http2Server of http2Servers.keys()) {
+    http2Server.on('session', (session: Http2Session) => {
+      session.settings({ initialWindowSize: LINK_WINDOW_BYTES });
+      session.setLocalWindowSize(LINK_WINDOW_BYTES);
+    });
+  }
+  return http2Servers.size > 0;
+}
 
 interface TlsFiles {
   cert: Buffer;
@@ -54,7 +83,7 @@ export class Transport {
   }
 
   /** Binds the Trust service; resolves with the bound port (useful when listening on :0). */
-  async listen(address: string, onLink: LinkHandler): Promise<{ server: grpc.Server; port: number }> {
+  async listen(address: string, onLink: LinkHandler): Promise<{ server: grpc.Server; port: number; widenedWindow: boolean }> {
     const server = new grpc.Server(CHANNEL_OPTIONS);
     server.addService(TrustServiceService, { link: onLink });
     const credentials = this.tls
@@ -63,7 +92,7 @@ export class Transport {
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(address, credentials, (error, bound) => (error ? reject(new Error(`cannot listen on ${address}: ${error.message}`)) : resolve(bound))),
     );
-    return { server, port };
+    return { server, port, widenedWindow: widenAcceptedWindows(server) };
   }
 
   dial(endpoint: string): { client: TrustServiceClient; call: grpc.ClientDuplexStream<Frame, Frame> } {
