@@ -162,6 +162,7 @@ export class TrellisNode extends EventEmitter {
   }
 
   private async listen(): Promise<void> {
+    await this.outbound.load();
     await this.inbound.load();
     const { server, port, widenedWindow } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
     this.server = server;
@@ -216,6 +217,7 @@ export class TrellisNode extends EventEmitter {
   }
 
   private onAppended(events: StoredEvent[]): void {
+    this.outbound.observe(events);
     this.appended.notify();
     this.emit('appended', events);
   }

@@ -1,8 +1,12 @@
-import { signEventId, type Identity } from '../crypto/index.js';
+import { MEMBERSHIP_KINDS, signEventId, type Identity } from '../crypto/index.js';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
 import type { BackfillAnswer, BackfillRequest } from '../proto/gen/trellis/v1/link.js';
 import type { EventStore, StoredEvent } from '../store/index.js';
+import { AppendTail } from './append-tail.js';
 import { BATCH_EVENTS_MAX } from './limits.js';
+
+/** Chats whose servers the send path keeps in memory; past it the cache starts over. */
+const CHAT_SERVERS_CACHED_MAX = 100_000;
 
 export const BACKFILL_PAGE_EVENTS_MAX = 512;
 
@@ -23,14 +27,43 @@ function withinBudget<E extends Event>(events: E[]): E[] {
  * the bytes signing at post time would, at one signature per run instead of per event.
  */
 export class Outbound {
+  private tail: AppendTail | undefined;
+  /** The servers of each chat, as the tail's filter reads them; dropped when a membership event is appended. */
+  private readonly chatServers = new Map<string, ReadonlySet<string>>();
+
   constructor(
     private readonly selfId: string,
     private readonly identity: Identity,
     private readonly store: EventStore,
   ) {}
 
+  /** Starts the tail where the store ends: every own event appended from now on passes through `observe`. */
+  async load(): Promise<void> {
+    this.tail = new AppendTail(await this.store.lastLocalSeq());
+  }
+
+  /** Every append of this node, once committed and before links are woken. */
+  observe(events: readonly StoredEvent[]): void {
+    for (const event of events) {
+      if (MEMBERSHIP_KINDS.has(event.kind)) this.chatServers.delete(event.chatId);
+      if (event.origin === this.selfId) this.tail?.push(event);
+    }
+  }
+
+  /** Our events for chats with members on the peer after a link position: from the tail, else from the store. */
   async batchFor(peerId: string, afterLinkSeq: number, limit: number): Promise<StoredEvent[]> {
-    return this.signRunEnds(withinBudget(await this.store.outboundEvents(this.selfId, peerId, afterLinkSeq, limit)));
+    const recent = await this.tail?.after(afterLinkSeq, limit, async (event) => (await this.serversOf(event.chatId)).has(peerId));
+    return this.signRunEnds(withinBudget(recent ?? (await this.store.outboundEvents(this.selfId, peerId, afterLinkSeq, limit))));
+  }
+
+  private async serversOf(chatId: string): Promise<ReadonlySet<string>> {
+    let servers = this.chatServers.get(chatId);
+    if (!servers) {
+      servers = new Set(await this.store.chatServers(chatId));
+      if (this.chatServers.size >= CHAT_SERVERS_CACHED_MAX) this.chatServers.clear();
+      this.chatServers.set(chatId, servers);
+    }
+    return servers;
   }
 
   /**

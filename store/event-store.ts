@@ -83,6 +83,8 @@ export interface EventStore {
   chatSummary(chatId: string): Promise<ChatSummary>;
   chatServers(chatId: string): Promise<string[]>;
   countEvents(): Promise<number>;
+  /** The local seq of the newest stored event (0 when empty). */
+  lastLocalSeq(): Promise<number>;
 
   /** The current members of a chat (from its latest membership event), or undefined before its creation is stored. */
   chatMembers(chatId: string): Promise<string[] | undefined>;
@@ -177,15 +179,26 @@ export function serverOfMember(member: string): string {
 
 // bytea travels as base64 text decoded in SQL: several times faster than bytea
 // parameters in PGlite (speed budget), and the same SQL on PostgreSQL.
-const INSERT_EVENTS = `
-insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
-select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
-       kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea)
-from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
-            $10::int[], $11::text[], $12::text[], $13::text[])
-  as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
-on conflict do nothing
-returning local_seq, id`;
+/**
+ * One statement appends a batch and moves its link cursor: a statement is atomic on its
+ * own, so the common case needs no BEGIN and COMMIT round trips (in PGlite each
+ * statement is a round trip into the engine, and at low load they are the cost of a hop).
+ */
+const APPEND_EVENTS = `
+with appended as (
+  insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
+  select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
+         kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea)
+  from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
+              $10::int[], $11::text[], $12::text[], $13::text[])
+    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
+  on conflict do nothing
+  returning local_seq, id
+), cursor as (
+  insert into link_cursors (peer_id, stored_link_seq) select $14::text, $15::bigint where $14::text is not null
+  on conflict (peer_id) do update set stored_link_seq = greatest(link_cursors.stored_link_seq, excluded.stored_link_seq)
+)
+select local_seq, encode(id, 'base64') as id from appended`;
 
 function insertParams(events: readonly Event[]): unknown[][] {
   const columns: unknown[][] = Array.from({ length: 13 }, () => []);
@@ -199,53 +212,52 @@ function insertParams(events: readonly Event[]): unknown[][] {
   return columns;
 }
 
-/** The planner's statistics are refreshed once this many rows were appended, and again each time the log doubles. */
-export const ANALYZE_AFTER_ROWS_MIN = 1_000;
+/** PGlite's planner statistics are gathered once this many rows were appended (see SqlEventStore.append). */
+export const ANALYZE_AFTER_ROWS = 1_000;
 
 export class SqlEventStore implements EventStore {
   /**
-   * PGlite gathers no statistics by itself (there is no autovacuum): without them the
+   * PGlite gathers no statistics by itself (there is no autovacuum). With none, the
    * outbound query walks a whole chat by its chain index to find one page (16 ms per page
-   * on a 20k-event chat). Rows appended since the last ANALYZE, and rows at it.
+   * on a 20k-event chat); with any, it takes the local seq range, and stale ones only
+   * make that range look smaller. So ANALYZE runs once, not on a schedule that would
+   * stall the engine (tens of ms) in the middle of traffic. Counts down to it.
    */
-  private appendedSinceAnalyze = 0;
-  private rowsAtAnalyze = 0;
+  private rowsUntilAnalyze = ANALYZE_AFTER_ROWS;
 
   constructor(private readonly db: SqlDriver) {}
 
   async append(request: AppendRequest): Promise<StoredEvent[]> {
     const appended = await this.appendInTransaction(request);
-    this.appendedSinceAnalyze += appended.length;
-    if (this.appendedSinceAnalyze >= Math.max(ANALYZE_AFTER_ROWS_MIN, this.rowsAtAnalyze)) {
-      this.rowsAtAnalyze += this.appendedSinceAnalyze;
-      this.appendedSinceAnalyze = 0;
-      await this.db.query('analyze events, chat_servers');
-    }
+    if (this.rowsUntilAnalyze > 0 && (this.rowsUntilAnalyze -= appended.length) <= 0) await this.db.query('analyze events, chat_servers');
     return appended;
   }
 
+  /** One statement; a transaction only when membership events must be projected with it. */
   private async appendInTransaction(request: AppendRequest): Promise<StoredEvent[]> {
+    if (request.events.length === 0 && !request.cursor) return [];
+    if (!request.events.some((event) => MEMBERSHIP_KINDS.has(event.kind))) return this.insertEvents(this.db, request);
     return this.db.transaction(async (tx) => {
-      const appended: StoredEvent[] = [];
-      if (request.events.length > 0) {
-        const rows = await tx.query<{ local_seq: number; id: Uint8Array }>(INSERT_EVENTS, insertParams(request.events));
-        const localSeqById = new Map(rows.map((row) => [asBuffer(row.id).toString('base64'), row.local_seq]));
-        for (const event of request.events) {
-          const localSeq = localSeqById.get(event.id.toString('base64'));
-          if (localSeq === undefined) continue;
-          appended.push({ ...event, localSeq });
-          if (MEMBERSHIP_KINDS.has(event.kind)) await this.projectMembers(tx, event);
-        }
-      }
-      if (request.cursor) {
-        await tx.query(
-          `insert into link_cursors (peer_id, stored_link_seq) values ($1, $2)
-           on conflict (peer_id) do update set stored_link_seq = greatest(link_cursors.stored_link_seq, excluded.stored_link_seq)`,
-          [request.cursor.peerId, request.cursor.linkSeq],
-        );
-      }
+      const appended = await this.insertEvents(tx, request);
+      for (const event of appended) if (MEMBERSHIP_KINDS.has(event.kind)) await this.projectMembers(tx, event);
       return appended;
     });
+  }
+
+  /** Inserts what is new (an event already stored is skipped) and moves the cursor; returns the new ones, in request order. */
+  private async insertEvents(runner: SqlRunner, request: AppendRequest): Promise<StoredEvent[]> {
+    const rows = await runner.query<{ local_seq: number; id: string }>(APPEND_EVENTS, [
+      ...insertParams(request.events),
+      request.cursor?.peerId ?? null,
+      request.cursor?.linkSeq ?? null,
+    ]);
+    const localSeqById = new Map(rows.map((row) => [row.id, row.local_seq]));
+    const appended: StoredEvent[] = [];
+    for (const event of request.events) {
+      const localSeq = localSeqById.get(event.id.toString('base64'));
+      if (localSeq !== undefined) appended.push({ ...event, localSeq });
+    }
+    return appended;
   }
 
   /** Keeps the member list of the latest membership event in canonical order, and the servers it spans. */
@@ -319,6 +331,11 @@ export class SqlEventStore implements EventStore {
   async countEvents(): Promise<number> {
     const [row] = await this.db.query<{ n: number }>('select count(*)::int as n from events');
     return row?.n ?? 0;
+  }
+
+  async lastLocalSeq(): Promise<number> {
+    const [row] = await this.db.query<{ seq: number | null }>('select max(local_seq) as seq from events');
+    return Number(row?.seq ?? 0);
   }
 
   async chatMembers(chatId: string): Promise<string[] | undefined> {

@@ -1,0 +1,64 @@
+import type { StoredEvent } from '../store/index.js';
+
+/** The tail keeps at most this many events, and this many body bytes; older ones are read from the store. */
+export const TAIL_EVENTS_MAX = 16_384;
+export const TAIL_BODY_BYTES_MAX = 64 * 1024 * 1024;
+/** Evicted slots are dropped from the array once this many have piled up at its front. */
+const COMPACT_AFTER = 4_096;
+
+/**
+ * This node's own recent appends, in append order (Dendrite's destination queue tail): a
+ * link sends from here instead of reading back from the store what was just written,
+ * which cost more than writing it. Bounded; a link that has fallen behind the tail reads
+ * from the store as before (`after` answers undefined).
+ */
+export class AppendTail {
+  private readonly events: StoredEvent[] = [];
+  private start = 0;
+  private bodyBytes = 0;
+
+  /** @param coveredAfter every own event with a larger local seq is (or will be) in the tail. */
+  constructor(private coveredAfter: number) {}
+
+  push(event: StoredEvent): void {
+    this.events.push(event);
+    this.bodyBytes += event.body.length;
+    while (this.events.length - this.start > TAIL_EVENTS_MAX || this.bodyBytes > TAIL_BODY_BYTES_MAX) this.evictOldest();
+  }
+
+  /**
+   * Up to `limit` events after local seq `after` that `wanted` keeps, in order; undefined
+   * when the tail no longer reaches back to `after`.
+   */
+  async after(after: number, limit: number, wanted: (event: StoredEvent) => boolean | Promise<boolean>): Promise<StoredEvent[] | undefined> {
+    if (after < this.coveredAfter) return undefined;
+    const out: StoredEvent[] = [];
+    for (let index = this.firstAfter(after); index < this.events.length && out.length < limit; index++) {
+      const event = this.events[index]!;
+      if (await wanted(event)) out.push(event);
+    }
+    return out;
+  }
+
+  private firstAfter(localSeq: number): number {
+    let low = this.start;
+    let high = this.events.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.events[middle]!.localSeq <= localSeq) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  private evictOldest(): void {
+    const oldest = this.events[this.start]!;
+    this.coveredAfter = oldest.localSeq;
+    this.bodyBytes -= oldest.body.length;
+    this.start += 1;
+    if (this.start >= COMPACT_AFTER) {
+      this.events.splice(0, this.start);
+      this.start = 0;
+    }
+  }
+}
