@@ -127,11 +127,6 @@ export class HeldEvents {
     return [...this.chains.values()].filter((chain) => chain.chatId === chatId).map(({ origin, minSeq }) => ({ origin, minSeq }));
   }
 
-  /** Events held for a peer: what the bound per peer counts. */
-  heldFor(peer: string): Tally {
-    return { ...(this.peers.get(peer) ?? { events: 0, bytes: 0 }) };
-  }
-
   get totalEvents(): number {
     let total = 0;
     for (const chain of this.chains.values()) total += chain.events;
