@@ -2,21 +2,11 @@ import { EVENT_ERROR_CODES, TRUST_ERROR_CODES } from '../crypto/index.js';
 import { printable } from './audit.js';
 
 /** Link-level refusals beyond the trust ones of crypto/errors.ts. The code travels in LinkError frames. */
-export type LinkErrorCode =
-  | 'unexpected-frame'
-  | 'batch-too-large'
-  | 'handshake-timeout'
-  | 'dead-link'
-  | 'duplicate-link'
-  | 'trust-changed'
-  | 'shutting-down'
-  | 'refused-by-peer'
-  | 'backfill-refused'
-  | 'unreachable';
-
-export const LINK_ERROR_CODES: ReadonlySet<string> = new Set<LinkErrorCode>([
+const LINK_ERROR_CODE_LIST = [
   'unexpected-frame', 'batch-too-large', 'handshake-timeout', 'dead-link', 'duplicate-link', 'trust-changed', 'shutting-down', 'refused-by-peer', 'backfill-refused', 'unreachable',
-]);
+] as const;
+export type LinkErrorCode = (typeof LINK_ERROR_CODE_LIST)[number];
+export const LINK_ERROR_CODES: ReadonlySet<string> = new Set(LINK_ERROR_CODE_LIST);
 
 /** A code a peer sent, as we record it: one of the known codes, else `unknown` (a peer picks no journal text). */
 export function knownPeerCode(code: string): string {

@@ -228,13 +228,13 @@ export class SqlEventStore implements EventStore {
   constructor(private readonly db: SqlDriver) {}
 
   async append(request: AppendRequest): Promise<StoredEvent[]> {
-    const appended = await this.appendInTransaction(request);
+    const appended = await this.appendAtomically(request);
     if (this.rowsUntilAnalyze > 0 && (this.rowsUntilAnalyze -= appended.length) <= 0) await this.db.query('analyze events, chat_servers');
     return appended;
   }
 
   /** One statement; a transaction only when membership events must be projected with it. */
-  private async appendInTransaction(request: AppendRequest): Promise<StoredEvent[]> {
+  private async appendAtomically(request: AppendRequest): Promise<StoredEvent[]> {
     if (request.events.length === 0 && !request.cursor) return [];
     if (!request.events.some((event) => MEMBERSHIP_KINDS.has(event.kind))) return this.insertEvents(this.db, request);
     return this.db.transaction(async (tx) => {
