@@ -15,8 +15,8 @@ import { percentile, sharedNowMs } from './clock.js';
 export const VERIFY_SAMPLE_MS = 1_000;
 /** Events per append transaction: the node's LOCAL_BATCH_EVENTS_MAX and a link frame's default batch_events. */
 export const STORE_BATCH_EVENTS = 512;
-/** Single-event commits timed for the per-hop latency floor. */
-export const COMMIT_SAMPLES = 200;
+/** Single-event commits timed: the median is the per-hop latency floor, the tail the engine's own stalls. */
+export const COMMIT_SAMPLES = 3_000;
 
 export interface StoreBounds {
   bodyBytes: number;
@@ -28,6 +28,9 @@ export interface StoreBounds {
   readBackRowsPerS: number;
   /** Median time of a transaction that appends one event: the floor of each hop at low load. */
   commitOneMs: number;
+  /** The same commits' 99th percentile and slowest: the engine's stalls. */
+  commitOneP99Ms: number;
+  commitOneMaxMs: number;
 }
 
 export function measureVerifyPerS(): number {
@@ -91,7 +94,7 @@ async function timeReadBack(store: EventStore, rows: number): Promise<number> {
   return (read / (sharedNowMs() - start)) * 1000;
 }
 
-async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<number> {
+async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<Pick<StoreBounds, 'commitOneMs' | 'commitOneP99Ms' | 'commitOneMaxMs'>> {
   const events = sampleChain('single-commits', bodyBytes, COMMIT_SAMPLES);
   const samples: number[] = [];
   for (const event of events) {
@@ -100,7 +103,8 @@ async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<
     samples.push(sharedNowMs() - start);
     await nextTurn();
   }
-  return percentile(samples.sort((a, b) => a - b), 0.5);
+  samples.sort((a, b) => a - b);
+  return { commitOneMs: percentile(samples, 0.5), commitOneP99Ms: percentile(samples, 0.99), commitOneMaxMs: samples.at(-1)! };
 }
 
 /**
@@ -114,8 +118,8 @@ export async function measureStore(dataDir: string, bodyBytes: number, events: n
     const chain = sampleChain('batch-appends', bodyBytes, events);
     const appendRowsPerS = await timeBatchAppends(store, chain);
     const readBackRowsPerS = await timeReadBack(store, chain.length);
-    const commitOneMs = await timeSingleCommits(store, bodyBytes);
-    return { bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, commitOneMs };
+    const commits = await timeSingleCommits(store, bodyBytes);
+    return { bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
   } finally {
     await store.close();
   }

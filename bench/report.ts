@@ -6,7 +6,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import type { StoreBounds } from './bounds.js';
+import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
 import type { CaseResult } from './link-case.js';
 
 /** One hop at 256 B (the contour-routing issue): this many events/s, and this share of the store's append ceiling. */
@@ -107,6 +107,8 @@ function boundRows(report: Report): Row[] {
       [`PGlite append, 512/tx, ${body}`, `${count(store.appendRowsPerS)} rows/s`, '', '', 'each event is appended once at each end', DURABILITY.short],
       [`PGlite read-back, ${body}`, `${count(store.readBackRowsPerS)} rows/s`, '', '', `the outbound query, 512 a page, over a ${count(store.chatEvents)}-event chat: only for a link behind the in-memory tail`, '—'],
       [`PGlite one-event commit, ${body}`, `${ms(store.commitOneMs)} ms`, '', '', 'p50; the floor of each hop at low load', DURABILITY.short],
+      [`  p99 / slowest of ${count(COMMIT_SAMPLES)}`, `${ms(store.commitOneP99Ms)} / ${ms(store.commitOneMaxMs)} ms`, '', '',
+        "single commits' tail: how much of a hop's p99 the engine's own stalls can explain", DURABILITY.short],
     );
   }
   return rows;
