@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { EventKind, RoutingPolicy, type Event } from '../proto/gen/trellis/v1/event.js';
 import { EventError } from './errors.js';
 import { verifySignature, type Identity } from './identity.js';
 
@@ -71,7 +71,10 @@ export function canonicalEncoding(event: UnsignedEvent): Buffer {
     .u32(event.kind)
     .u32(event.members.length);
   for (const member of event.members) writer.text(member);
-  return writer.bytes(event.body).done();
+  writer.bytes(event.body);
+  // Appended only when set, so every event without a policy keeps the bytes (and id) it had before.
+  if (event.routingPolicy) writer.u32(event.routingPolicy);
+  return writer.done();
 }
 
 export function eventId(event: UnsignedEvent): Buffer {
@@ -107,6 +110,8 @@ export function checkEventShape(event: Event): void {
   if (!event.members.every((member) => MEMBER_PATTERN.test(member) && isStorableText(member))) fail('members must each look like user@server-id');
   if (event.body.length > EVENT_BODY_BYTES_MAX) fail(`body exceeds ${EVENT_BODY_BYTES_MAX} bytes`);
   if (event.signature.length !== 0 && event.signature.length !== 64) fail('signature must be empty or 64 bytes');
+  if (event.routingPolicy && event.kind !== EventKind.EVENT_KIND_CHAT_CREATED) fail('routing_policy is set only on chat-created');
+  if (event.routingPolicy < 0 || event.routingPolicy > EVENT_KIND_MAX) fail('routing_policy is out of range');
 }
 
 /** `user@server-id`: no spaces, exactly one @. */
@@ -163,6 +168,8 @@ export interface EventDraft {
   members?: string[];
   /** Sealed by the device (crypto/body.ts); the server never sees the plaintext. */
   body: Buffer;
+  /** On chat-created: how the chat's events may travel (default: fail over). */
+  routingPolicy?: RoutingPolicy;
 }
 
 export interface ChainPosition {
@@ -200,5 +207,6 @@ function unsignedEvent(origin: string, head: ChainPosition | undefined, draft: E
     kind: draft.kind,
     members: draft.members ?? [],
     body: draft.body,
+    routingPolicy: draft.routingPolicy ?? RoutingPolicy.ROUTING_POLICY_UNSPECIFIED,
   };
 }

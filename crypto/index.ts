@@ -29,3 +29,4 @@ export {
   EVENT_KIND_MAX,
 } from './event.js';
 export { cryptoReady, newChatKey, sealBody, openBody, CHAT_KEY_BYTES } from './body.js';
+export { signServerRecord, verifyServerRecord } from './server-record.js';

@@ -19,6 +19,14 @@ const hostPort = z
 
 const serverKind = z.enum(['CTS', 'ETS', 'RTS']);
 const token = z.string().min(TOKEN_CHARS_MIN, `must be at least ${TOKEN_CHARS_MIN} characters (make one with \`trellis token\`)`);
+const ED25519_PUBLIC_KEY_BYTES = 32;
+const identityKey = z
+  .base64('must be base64, as `trellis keygen` prints it')
+  .refine((value) => Buffer.from(value, 'base64').length === ED25519_PUBLIC_KEY_BYTES, 'must be a 32-byte Ed25519 public key, as `trellis keygen` prints it');
+
+/** What a trust is to this server: its one upstream (RTS or ETS), a partner CTS, a server below it, or a transit TTS. */
+export const TRUST_ROLES = ['upstream', 'partner', 'downstream', 'transit'] as const;
+export type TrustRole = (typeof TRUST_ROLES)[number];
 
 const trustSchema = z
   .object({
@@ -30,9 +38,50 @@ const trustSchema = z
     token_for_connecting: token,
     status: z.enum(['enabled', 'disabled']).default('enabled'),
     allow_trust_search: z.boolean().default(false),
-    identity_key: z.base64().optional().describe("the remote's Ed25519 public key, to pin before the first link"),
+    identity_key: identityKey.optional().describe("the remote's Ed25519 public key, to pin before the first link"),
   })
   .strict();
+
+/** A trust as the node holds it: what the YAML says, and its role, derived from the two servers' kinds. */
+const trustConfigSchema = trustSchema.extend({ role: z.enum(TRUST_ROLES) });
+
+/**
+ * The upstream is written as domain.md shows it: `rts_id`, `rts_host`, `rts_token` (or
+ * `ets_*` for a CTS under an ETS), the token pair in one string,
+ * '<token_for_accepting>:<token_for_connecting>'. It becomes an ordinary trust.
+ */
+const UPSTREAM_KINDS = { rts: 'RTS', ets: 'ETS' } as const;
+type UpstreamPrefix = keyof typeof UPSTREAM_KINDS;
+const UPSTREAM_KEYS = ['id', 'host', 'token', 'name', 'identity_key'] as const;
+const UPSTREAM_KEYS_REQUIRED = ['id', 'host', 'token'] as const;
+
+const upstreamHost = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, `must be host:port or a bare host (then port ${TRUST_PORT}), e.g. rts.example.com`)
+  .transform((value) => (value.endsWith(']') || !value.includes(':') ? `${value}:${TRUST_PORT}` : value))
+  .pipe(hostPort);
+
+const TOKEN_PAIR_SHAPE = "must be '<token_for_accepting>:<token_for_connecting>', two tokens joined by one ':'";
+const tokenPair = z
+  .string()
+  .superRefine((value, ctx) => {
+    const halves = value.split(':');
+    if (halves.length !== 2) return void ctx.addIssue({ code: 'custom', message: TOKEN_PAIR_SHAPE });
+    halves.forEach((half, index) => {
+      if (half.length < TOKEN_CHARS_MIN)
+        ctx.addIssue({
+          code: 'custom',
+          message: `the token for ${index === 0 ? "accepting (before ':')" : "connecting (after ':')"} must be at least ${TOKEN_CHARS_MIN} characters (make one with \`trellis token\`)`,
+        });
+    });
+  })
+  .transform((value) => {
+    const [accepting, connecting] = value.split(':') as [string, string];
+    return { token_for_accepting: accepting, token_for_connecting: connecting };
+  });
+
+const upstreamName = z.string().min(1).max(64);
+const upstreamId = z.uuid('must be the upstream server id, a UUID');
 
 const linkSchema = z
   .object({
@@ -53,7 +102,18 @@ const linkSchema = z
   })
   .strict();
 
-const configSchema = z
+const adminSchema = z
+  .object({ listen: hostPort.describe('where the admin service listens; loopback only, it has no authentication') })
+  .strict();
+
+const pinnedServerSchema = z
+  .object({ server_id: z.uuid('must be a server id, a UUID'), identity_key: identityKey })
+  .strict()
+  .describe("a server's identity key, pinned ahead of first contact");
+
+const NOT_LOOPBACK = 'is not a loopback address: configure tls, or set allow_plaintext: true';
+
+const rawConfigSchema = z
   .object({
     server: z.object({ id: z.uuid('must be this server id, a UUID'), name: z.string().min(1).max(64), kind: serverKind }).strict(),
     listen: hostPort,
@@ -66,31 +126,159 @@ const configSchema = z
     allow_plaintext: z.boolean().default(false),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     link: linkSchema.default(linkSchema.parse({})),
+    rts_id: upstreamId.optional(),
+    rts_host: upstreamHost.optional(),
+    rts_token: tokenPair.optional(),
+    rts_name: upstreamName.optional(),
+    rts_identity_key: identityKey.optional(),
+    ets_id: upstreamId.optional(),
+    ets_host: upstreamHost.optional(),
+    ets_token: tokenPair.optional(),
+    ets_name: upstreamName.optional(),
+    ets_identity_key: identityKey.optional(),
     trusts: z.array(trustSchema).max(10_000).default([]),
+    admin: adminSchema.optional(),
+    pinned_servers: z.array(pinnedServerSchema).max(10_000).default([]),
   })
-  .strict()
-  .superRefine((config, ctx) => {
-    const seen = new Set<string>();
-    config.trusts.forEach((trust, index) => {
-      if (trust.server_id === config.server.id) ctx.addIssue({ code: 'custom', path: ['trusts', index, 'server_id'], message: 'is this server itself' });
-      if (seen.has(trust.server_id)) ctx.addIssue({ code: 'custom', path: ['trusts', index, 'server_id'], message: 'appears in two trusts' });
-      seen.add(trust.server_id);
-    });
-    if (config.link.reconnect_max_ms < config.link.reconnect_min_ms)
-      ctx.addIssue({ code: 'custom', path: ['link', 'reconnect_max_ms'], message: 'must be at least reconnect_min_ms' });
-    if (!config.tls && !config.allow_plaintext) {
-      if (!isLoopback(config.listen))
-        ctx.addIssue({ code: 'custom', path: ['listen'], message: 'is not a loopback address: configure tls, or set allow_plaintext: true' });
-      config.trusts.forEach((trust, index) => {
-        if (trust.endpoint && !isLoopback(trust.endpoint))
-          ctx.addIssue({ code: 'custom', path: ['trusts', index, 'endpoint'], message: 'is not a loopback address: configure tls, or set allow_plaintext: true' });
-      });
+  .strict();
+
+type RawConfig = z.output<typeof rawConfigSchema>;
+type Issue = (path: PropertyKey[], message: string) => void;
+
+/** The upstream keys present for `prefix`, in UPSTREAM_KEYS order (so `id` first when given). */
+function upstreamKeysOf(config: RawConfig, prefix: UpstreamPrefix): string[] {
+  return UPSTREAM_KEYS.map((key) => `${prefix}_${key}`).filter((key) => config[key as keyof RawConfig] !== undefined);
+}
+
+/** The one upstream group a config sets (after validation: at most one, complete). */
+function upstreamPrefixOf(config: RawConfig): UpstreamPrefix | undefined {
+  return (Object.keys(UPSTREAM_KINDS) as UpstreamPrefix[]).find((prefix) => upstreamKeysOf(config, prefix).length > 0);
+}
+
+function checkUpstream(config: RawConfig, issue: Issue): void {
+  const kind = config.server.kind;
+  const [rts, ets] = [upstreamKeysOf(config, 'rts'), upstreamKeysOf(config, 'ets')];
+  if (kind === 'RTS') {
+    for (const keys of [rts, ets]) if (keys[0]) issue([keys[0]], 'an RTS has no upstream: its ETS and CTS go in trusts (kind ETS or CTS)');
+    return;
+  }
+  if (kind === 'ETS' && ets[0]) return issue([ets[0]], "an ETS's upstream is an RTS (rts_*)");
+  if (rts[0] && ets[0]) return issue([rts[0]], 'a CTS has one upstream: set rts_* or ets_*, not both');
+  const prefix = upstreamPrefixOf(config);
+  if (!prefix) return;
+  const given = (rts[0] ?? ets[0])!;
+  for (const key of UPSTREAM_KEYS_REQUIRED)
+    if (config[`${prefix}_${key}`] === undefined)
+      issue([`${prefix}_${key}`], `is required with ${given}: the upstream is ${prefix}_id, ${prefix}_host and ${prefix}_token together`);
+  const id = config[`${prefix}_id`];
+  if (id === config.server.id) issue([`${prefix}_id`], 'is this server itself');
+  const twin = config.trusts.findIndex((trust) => trust.server_id === id);
+  if (id !== undefined && twin >= 0) issue([`${prefix}_id`], `is also trusts[${twin}].server_id: the upstream goes only in ${prefix}_*`);
+  const host = config[`${prefix}_host`];
+  if (host && !config.tls && !config.allow_plaintext && !isLoopback(host)) issue([`${prefix}_host`], NOT_LOOPBACK);
+}
+
+/** Which trusts a server of each kind may hold (its upstream aside), and why not the others. */
+function checkTrustKinds(config: RawConfig, issue: Issue): void {
+  config.trusts.forEach((trust, index) => {
+    const path = ['trusts', index, 'kind'];
+    switch (config.server.kind) {
+      case 'CTS':
+        if (trust.kind === 'ETS' || trust.kind === 'RTS')
+          issue(path, `a CTS trusts partner CTS or TTS servers; its ${trust.kind} is its upstream: the upstream goes in rts_* / ets_*`);
+        break;
+      case 'ETS':
+        if (trust.kind === 'RTS') issue(path, "an ETS trusts its CTS or TTS servers; its RTS is its upstream: the upstream goes in rts_*");
+        if (trust.kind === 'ETS') issue(path, 'an ETS trusts its CTS or TTS servers, not another ETS');
+        break;
+      case 'RTS':
+        if (trust.kind === 'RTS') issue(path, 'an RTS trusts ETS, CTS or TTS servers, not another RTS');
+        break;
     }
   });
+}
 
-export type NodeConfig = z.infer<typeof configSchema>;
-export type TrustConfig = z.infer<typeof trustSchema>;
+function checkPinnedServers(config: RawConfig, issue: Issue): void {
+  const seen = new Set<string>();
+  config.pinned_servers.forEach((pinned, index) => {
+    if (pinned.server_id === config.server.id) issue(['pinned_servers', index, 'server_id'], 'is this server itself (its own key is identity_key_file)');
+    if (seen.has(pinned.server_id)) issue(['pinned_servers', index, 'server_id'], 'appears twice in pinned_servers');
+    seen.add(pinned.server_id);
+    const trust = config.trusts.findIndex((t) => t.server_id === pinned.server_id && t.identity_key !== undefined && t.identity_key !== pinned.identity_key);
+    if (trust >= 0) issue(['pinned_servers', index, 'identity_key'], `differs from trusts[${trust}].identity_key for the same server`);
+    const prefix = upstreamPrefixOf(config);
+    const upstreamKey = prefix && config[`${prefix}_id`] === pinned.server_id ? config[`${prefix}_identity_key`] : undefined;
+    if (upstreamKey !== undefined && upstreamKey !== pinned.identity_key)
+      issue(['pinned_servers', index, 'identity_key'], `differs from ${prefix}_identity_key for the same server`);
+  });
+}
+
+function roleOf(serverKind: RawConfig['server']['kind'], trustKind: TrustConfig['kind']): TrustRole {
+  if (trustKind === 'TTS') return 'transit';
+  return serverKind === 'CTS' ? 'partner' : 'downstream';
+}
+
+/** The upstream group, as the ordinary trust the node dials (validated: complete when present). */
+function upstreamTrust(config: RawConfig): TrustConfig | undefined {
+  const prefix = upstreamPrefixOf(config);
+  if (!prefix) return undefined;
+  const identity_key = config[`${prefix}_identity_key`];
+  return {
+    server_id: config[`${prefix}_id`]!,
+    name: config[`${prefix}_name`] ?? prefix,
+    kind: UPSTREAM_KINDS[prefix],
+    endpoint: config[`${prefix}_host`]!,
+    ...config[`${prefix}_token`]!,
+    status: 'enabled',
+    allow_trust_search: false,
+    ...(identity_key !== undefined ? { identity_key } : {}),
+    role: 'upstream',
+  };
+}
+
+/** The node's view: one list of trusts, the upstream among them; the rts_* / ets_* keys are gone. */
+function toNodeConfig(config: RawConfig) {
+  const { rts_id, rts_host, rts_token, rts_name, rts_identity_key, ets_id, ets_host, ets_token, ets_name, ets_identity_key, trusts, ...rest } = config;
+  const upstream = upstreamTrust(config);
+  const all: TrustConfig[] = trusts.map((trust) => ({ ...trust, role: roleOf(config.server.kind, trust.kind) }));
+  return { ...rest, trusts: upstream ? [...all, upstream] : all };
+}
+
+const configSchema = rawConfigSchema
+  .superRefine((config, ctx) => {
+    const issue: Issue = (path, message) => ctx.addIssue({ code: 'custom', path, message });
+    const seen = new Set<string>();
+    config.trusts.forEach((trust, index) => {
+      if (trust.server_id === config.server.id) issue(['trusts', index, 'server_id'], 'is this server itself');
+      if (seen.has(trust.server_id)) issue(['trusts', index, 'server_id'], 'appears in two trusts');
+      seen.add(trust.server_id);
+    });
+    checkUpstream(config, issue);
+    checkTrustKinds(config, issue);
+    checkPinnedServers(config, issue);
+    if (config.admin && !isLoopback(config.admin.listen))
+      issue(['admin', 'listen'], 'must be a loopback address (the admin service has no authentication)');
+    if (config.admin && config.admin.listen === config.listen && !config.listen.endsWith(':0'))
+      issue(['admin', 'listen'], 'must differ from listen (the trust port)');
+    if (config.link.reconnect_max_ms < config.link.reconnect_min_ms)
+      issue(['link', 'reconnect_max_ms'], 'must be at least reconnect_min_ms');
+    if (!config.tls && !config.allow_plaintext) {
+      if (!isLoopback(config.listen)) issue(['listen'], NOT_LOOPBACK);
+      config.trusts.forEach((trust, index) => {
+        if (trust.endpoint && !isLoopback(trust.endpoint)) issue(['trusts', index, 'endpoint'], NOT_LOOPBACK);
+      });
+    }
+  })
+  .transform(toNodeConfig);
+
+export type NodeConfig = z.output<typeof configSchema>;
+export type TrustConfig = z.output<typeof trustConfigSchema>;
 export type LinkTuning = z.infer<typeof linkSchema>;
+
+/** The trust to this server's upstream RTS or ETS (set by rts_* / ets_*), if it has one. */
+export function upstreamOf(config: Pick<NodeConfig, 'trusts'>): TrustConfig | undefined {
+  return config.trusts.find((trust) => trust.role === 'upstream');
+}
 
 export function hostOf(address: string): string {
   return address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');

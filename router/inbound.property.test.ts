@@ -102,6 +102,7 @@ describe('the inbound path under hostile, validly signed batches', () => {
       kind,
       members: kind === EventKind.EVENT_KIND_CHAT_CREATED || kind === EventKind.EVENT_KIND_MEMBERS_ADDED ? insiders() : [],
       body: randomBytes(random() < 0.9 ? 32 : pick(values.bodyBytes)),
+      routingPolicy: 0,
     };
   }
 

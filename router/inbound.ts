@@ -1,4 +1,4 @@
-import { checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
+import { checkEventShape, checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
@@ -133,15 +133,18 @@ export class Inbound {
   async accept(peerId: string, events: readonly Event[], cursor?: Cursor): Promise<InboundOutcome> {
     const outcome = emptyOutcome();
     const authentic: Event[][] = [];
+    const unverified: Event[][] = [];
     for (const run of groupByChain(events)) {
       try {
-        authentic.push(this.withinClockBound(await this.authenticate(run), outcome));
+        const key = await this.deps.originKey(run[0]!.origin);
+        if (key) authentic.push(this.withinClockBound(checkRun(run, key), outcome));
+        else unverified.push(run.map((event) => (checkEventShape(event), event)));
       } catch (error) {
         if (!(error instanceof EventError)) throw error;
         outcome.refused.push(error);
       }
     }
-    await this.deps.serial.run(() => this.place(authentic.filter((run) => run.length > 0), peerId, outcome, cursor, []));
+    await this.deps.serial.run(() => this.place(authentic.filter((run) => run.length > 0), peerId, outcome, cursor, [], unverified));
     await this.journal(peerId, outcome);
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
     return outcome;
@@ -173,11 +176,24 @@ export class Inbound {
     return requests;
   }
 
-  private async authenticate(run: Event[]): Promise<Event[]> {
-    const first = run[0]!;
-    const key = await this.deps.originKey(first.origin);
-    if (!key) throw new EventError('unknown-origin', `events of unknown origin server (chat ${first.chatId})`);
-    return checkRun(run, key);
+  /**
+   * The record of a server whose events were held unchecked has arrived: its held events
+   * are checked now, segment by segment (each ends at a signature it carried), and placed
+   * or refused like any others.
+   */
+  async originKnown(origin: string): Promise<InboundOutcome[]> {
+    const outcomes: InboundOutcome[] = [];
+    for (const { chatId } of this.deps.held.heldChains().filter((chain) => chain.origin === origin)) {
+      const held = await this.deps.serial.run(async () => {
+        const events = await this.deps.store.heldAfter(chatId, origin, 0, this.deps.held.bounds.eventsPerChain);
+        if (events.length === 0) return events;
+        const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, events.at(-1)!.seq);
+        this.deps.held.dropped(chatId, origin, dropped, nextSeq);
+        return events;
+      });
+      for (const segment of signedSegments(held)) outcomes.push(await this.accept('', segment));
+    }
+    return outcomes;
   }
 
   /** Keeps the part of a run stamped within the skew bound; the rest is refused. */
@@ -190,12 +206,23 @@ export class Inbound {
   }
 
   /** Inside the serial queue: places runs round by round, each round one commit, until nothing more moves. */
-  private async place(runs: Event[][], peerId: string, outcome: InboundOutcome, cursor: Cursor | undefined, heldChains: Array<{ chatId: string; origin: string }>): Promise<void> {
+  private async place(
+    runs: Event[][],
+    peerId: string,
+    outcome: InboundOutcome,
+    cursor: Cursor | undefined,
+    heldChains: Array<{ chatId: string; origin: string }>,
+    unverified: Event[][] = [],
+  ): Promise<void> {
     let pending = runs;
     let candidates = heldChains;
     let cursorLeft = cursor;
-    while (pending.length > 0 || candidates.length > 0 || cursorLeft) {
+    // Events of a server whose record has not arrived are held unchecked (originKnown checks them).
+    let unchecked = unverified;
+    while (pending.length > 0 || candidates.length > 0 || cursorLeft || unchecked.length > 0) {
       const stage = new Stage();
+      for (const run of unchecked) this.hold(run, peerId, (await this.deps.heads.get(run[0]!.chatId, run[0]!.origin))?.seq ?? 0, stage, outcome);
+      unchecked = [];
       for (const run of pending) await this.placeRun(run, peerId, stage, outcome);
       for (const run of await this.releasable(candidates, stage, outcome)) {
         const refusedBefore = outcome.refused.length;
@@ -294,7 +321,7 @@ export class Inbound {
     const runs: Event[][] = [];
     for (const { chatId, origin } of candidates) {
       const minSeq = this.deps.held.minSeq(chatId, origin);
-      if (minSeq === undefined || !(await this.membersOf(chatId))) continue;
+      if (minSeq === undefined || !(await this.membersOf(chatId)) || !(await this.deps.originKey(origin))) continue;
       const head = await this.deps.heads.get(chatId, origin);
       const headSeq = head?.seq ?? 0;
       if (minSeq > headSeq + 1) continue;
@@ -376,6 +403,21 @@ export class Inbound {
     }
     return members;
   }
+}
+
+/** Held events cut after each event that carries a signature: each piece can be checked alone. */
+function signedSegments(events: readonly Event[]): Event[][] {
+  const segments: Event[][] = [];
+  let current: Event[] = [];
+  for (const event of events) {
+    current.push(event);
+    if (event.signature.length > 0) {
+      segments.push(current);
+      current = [];
+    }
+  }
+  if (current.length > 0) segments.push(current);
+  return segments;
 }
 
 function emptyOutcome(): InboundOutcome {

@@ -1,5 +1,5 @@
 export { TrellisNode, PostError, type LinkStatus, type LinkColour, type NodeOptions, LOCAL_BATCH_EVENTS_MAX } from './node.js';
-export { loadConfig, parseConfig, isLoopback, type NodeConfig, type TrustConfig, type LinkTuning, TRUST_PORT, TOKEN_CHARS_MIN } from './config.js';
+export { loadConfig, parseConfig, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
 export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';

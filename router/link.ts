@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Frame, EventBatch, BackfillAnswer, BackfillRequest } from '../proto/gen/trellis/v1/link.js';
+import type { Frame, EventBatch, BackfillAnswer, BackfillRequest, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
 import type { AuditEntry } from '../store/index.js';
 import type { Now } from './clock.js';
 import type { LinkTuning } from './config.js';
@@ -22,6 +22,12 @@ export interface LinkDeps {
   /** Notified whenever this node appends events (a sender may have work). */
   appended: Notifier;
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
+  /** What this node tells a peer first, before any event: its directory and what is reachable through it. */
+  greeting(peerId: string): Frame[];
+  onDirectory(peerId: string, records: ServerRecord[]): Promise<void>;
+  onReachability(peerId: string, paths: ReachPath[]): Promise<void>;
+  /** The peer stored batch `batchNo` of this link, which ended at our local seq `linkSeq`. */
+  onAcked(peerId: string, batchNo: number, linkSeq: number): void;
 }
 
 export interface LinkStats {
@@ -38,6 +44,13 @@ export interface LinkStats {
   /** Our link sequence sent last, and how many batches the peer has not acknowledged. */
   sentLinkSeq: number;
   unackedBatches: number;
+  framesSent: number;
+  framesReceived: number;
+  /** Encrypted body bytes of the events each way (what the chats weigh on this link). */
+  bodyBytesSent: number;
+  bodyBytesReceived: number;
+  /** Times the send position moved back to resend for a destination whose route moved here. */
+  rewinds: number;
 }
 
 export interface LinkEnd {
@@ -61,7 +74,12 @@ export class LinkSession {
   private end: LinkEnd | undefined;
   private finish!: (end: LinkEnd) => void;
   private readonly acks: Notifier;
-  private readonly unacked: number[] = [];
+  /** Batches sent and not acknowledged yet, oldest first; the peer acknowledges each in order. */
+  private readonly unacked: Array<{ batchNo: number; linkSeq: number }> = [];
+  /** Batches read so far; a batch's number is taken when its read starts. */
+  private batchesRead = 0;
+  /** Where the send position must move back to before the next read (see rewind). */
+  private rewindTo: number | undefined;
   private readonly backfillsAsked = new Set<string>();
   /** The frame being handled now; a link that replaces this one waits for it (see drain). */
   private handling: Promise<void> = Promise.resolve();
@@ -89,6 +107,11 @@ export class LinkSession {
       sendState: 'reading',
       sentLinkSeq: opening.peerStoredLinkSeq,
       unackedBatches: 0,
+      framesSent: 0,
+      framesReceived: 0,
+      bodyBytesSent: 0,
+      bodyBytesReceived: 0,
+      rewinds: 0,
     };
     this.ended = new Promise((resolve) => (this.finish = resolve));
     this.lastHeardAt = deps.now();
@@ -109,11 +132,45 @@ export class LinkSession {
     this.heartbeat = setInterval(() => this.beat(interval * deadAfter), interval);
     this.heartbeat.unref();
     void this.receiveLoop();
-    void this.sendLoop();
+    void this.greetThenSend();
     void this.deps.inbound
       .openRequests(this.peerId)
       .then((open) => this.ask(open.gaps, open.syncs))
       .catch((error) => this.fail(error));
+  }
+
+  /** Our directory and reachability go first: every event batch after them can be checked by the peer. */
+  private async greetThenSend(): Promise<void> {
+    try {
+      for (const frame of this.deps.greeting(this.peerId)) await this.send(frame);
+    } catch (error) {
+      if (!this.end) this.fail(error);
+      return;
+    }
+    await this.sendLoop();
+  }
+
+  /** Sends a frame outside the event stream (a directory or reachability update); a closed link drops it. */
+  sendControl(frame: Frame): void {
+    if (this.end) return;
+    this.send(frame).catch(() => undefined);
+  }
+
+  private send(frame: Frame): Promise<void> {
+    this.stats.framesSent += 1;
+    return this.channel.send(frame);
+  }
+
+  /**
+   * Moves the send position back to `toLocalSeq` (if it is ahead of it): a destination
+   * whose route moved to this link is resent what its old next hop had not acknowledged.
+   * A read in flight is dropped. Answers the number of the first batch read from there.
+   */
+  rewind(toLocalSeq: number): number {
+    this.rewindTo = Math.min(this.rewindTo ?? Number.MAX_SAFE_INTEGER, toLocalSeq);
+    this.stats.rewinds += 1;
+    this.deps.appended.notify();
+    return this.batchesRead + 1;
   }
 
   /** Resolves once the frame being handled when the link ended is stored or given up. */
@@ -174,6 +231,7 @@ export class LinkSession {
         if (this.end) return;
         if (!frame) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
         this.lastHeardAt = this.deps.now();
+        this.stats.framesReceived += 1;
         this.busy = true;
         this.handling = this.onFrame(frame);
         try {
@@ -206,6 +264,10 @@ export class LinkSession {
         return this.onBackfillAnswer(kind.value);
       case 'error':
         return this.onPeerError(kind.value.code, kind.value.message, kind.value.fatal);
+      case 'directory':
+        return this.deps.onDirectory(this.peerId, kind.value.records);
+      case 'reachability':
+        return this.deps.onReachability(this.peerId, kind.value.paths);
       default:
         throw new LinkFailure('unexpected-frame', `frame ${kind?.$case ?? '(empty)'} is not allowed after the handshake`);
     }
@@ -214,9 +276,10 @@ export class LinkSession {
   private async onBatch(batch: EventBatch): Promise<void> {
     if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
     if (batch.lastLinkSeq < 1) throw new LinkFailure('unexpected-frame', 'batch without a link sequence');
+    for (const event of batch.events) this.stats.bodyBytesReceived += event.body.length;
     const outcome = await this.deps.inbound.accept(this.peerId, batch.events, { peerId: this.peerId, linkSeq: batch.lastLinkSeq });
     await this.report(outcome);
-    await this.channel.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
+    await this.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
   }
 
   /** Tells the peer what was refused (the link stays up) and asks for what is missing. */
@@ -226,7 +289,7 @@ export class LinkSession {
     this.stats.eventsRefused += outcome.refused.length;
     for (const refusal of outcome.refused) {
       this.log.warn({ code: refusal.code }, 'event refused');
-      await this.channel.send(errorFrame(refusal.code, refusal.message, false));
+      await this.send(errorFrame(refusal.code, refusal.message, false));
     }
     await this.ask(outcome.gaps, outcome.syncs);
   }
@@ -240,7 +303,7 @@ export class LinkSession {
       if (this.backfillsAsked.size >= BACKFILLS_REMEMBERED_MAX) this.backfillsAsked.clear();
       this.backfillsAsked.add(key);
       this.log.info({ chat: request.chatId, origin: request.origin || '(all)', seq: request.fromSeq }, 'asking backfill');
-      await this.channel.send({ kind: { $case: 'backfillRequest', value: request } });
+      await this.send({ kind: { $case: 'backfillRequest', value: request } });
     }
   }
 
@@ -248,10 +311,10 @@ export class LinkSession {
   private async onBackfillRequest(request: BackfillRequest): Promise<void> {
     const answers = await this.deps.outbound.backfill(this.peerId, request);
     if (!answers) {
-      await this.channel.send(errorFrame('backfill-refused' satisfies LinkErrorCode, 'no such chat shared with you', false));
+      await this.send(errorFrame('backfill-refused' satisfies LinkErrorCode, 'no such chat shared with you', false));
       return;
     }
-    for (const answer of answers) await this.channel.send({ kind: { $case: 'backfillAnswer', value: answer } });
+    for (const answer of answers) await this.send({ kind: { $case: 'backfillAnswer', value: answer } });
   }
 
   /** Stores a page, and asks for the next one while the peer says more follow. */
@@ -277,8 +340,12 @@ export class LinkSession {
     }
   }
 
+  /** The peer acknowledges every batch, in the order sent (after a rewind, link seqs may go down). */
   private onAck(linkSeq: number): void {
-    while (this.unacked.length > 0 && this.unacked[0]! <= linkSeq) this.unacked.shift();
+    const batch = this.unacked[0];
+    if (!batch || batch.linkSeq !== linkSeq) throw new LinkFailure('unexpected-frame', `ack of link seq ${linkSeq}, expected ${batch ? batch.linkSeq : 'none'}`);
+    this.unacked.shift();
+    this.deps.onAcked(this.peerId, batch.batchNo, linkSeq);
     this.acks.notify();
   }
 
@@ -293,21 +360,34 @@ export class LinkSession {
           await this.acks.changedSince(this.acks.version);
           continue;
         }
+        if (this.rewindTo !== undefined) {
+          position = Math.min(position, this.rewindTo);
+          this.rewindTo = undefined;
+        }
         this.stats.sendState = 'reading';
         const version = this.deps.appended.version;
-        const events = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
+        const batchNo = ++this.batchesRead;
+        const { events, scannedTo } = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
+        // A rewind during the read: what was read may lack the events of the destination that moved here.
+        if (this.rewindTo !== undefined) continue;
         if (events.length === 0) {
+          // Nothing for this peer up to where the read looked: move on, and wait only at the end.
+          if (scannedTo > position) {
+            position = scannedTo;
+            continue;
+          }
           this.stats.sendState = 'idle';
           await this.deps.appended.changedSince(version);
           continue;
         }
         position = events.at(-1)!.localSeq;
-        this.unacked.push(position);
+        this.unacked.push({ batchNo, linkSeq: position });
         this.stats.sendState = 'writing';
-        await this.channel.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events } } });
+        await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events } } });
         this.stats.sentLinkSeq = position;
         this.stats.batchesSent += 1;
         this.stats.eventsSent += events.length;
+        for (const event of events) this.stats.bodyBytesSent += event.body.length;
       }
       this.stats.sendState = 'ended';
     } catch (error) {

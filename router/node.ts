@@ -4,12 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import type { Frame } from '../proto/gen/trellis/v1/link.js';
+import type { Frame, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
 import { openEmbeddedStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
 import { reconnectDelayMs } from './backoff.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock, type Now } from './clock.js';
-import type { NodeConfig, TrustConfig } from './config.js';
+import { upstreamOf, type NodeConfig, type TrustConfig } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
 import { errorFrame, FrameChannel } from './frame-channel.js';
 import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
@@ -20,6 +20,8 @@ import { LinkSession, type LinkEnd } from './link.js';
 import { createLogger, type Logger } from './logger.js';
 import { Outbound } from './outbound.js';
 import { FailureRateLimiter } from './rate-limit.js';
+import { DELIVERY_FLUSH_MS, DeliveryCursors } from './queues/delivery-cursors.js';
+import { Routing, ServerDirectory, type RouteChange } from './routing/index.js';
 import { Notifier, SerialQueue } from './serial.js';
 import { peerHost, Transport } from './transport.js';
 
@@ -95,8 +97,13 @@ export class TrellisNode extends EventEmitter {
   private readonly transport: Transport;
   private readonly trusts = new Map<string, TrustConfig>();
   private readonly links = new Map<string, LinkSession>();
-  /** Identity keys pinned by peers we hold trusts with (see pinnedKey). */
+  /** Identity keys pinned, from the config or at first sight (see pinnedKey): a pin never changes. */
   private readonly pinnedKeys = new Map<string, Uint8Array>();
+  readonly directory: ServerDirectory;
+  readonly routing: Routing;
+  private readonly delivery: DeliveryCursors;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private announceScheduled = false;
   /** Handshakes that hold a peer's link slot but are not links yet (see claimLink). */
   private readonly claims = new Map<string, LinkClaim>();
   private readonly dialling = new Map<string, AbortController>();
@@ -125,7 +132,26 @@ export class TrellisNode extends EventEmitter {
     this.limiter = new FailureRateLimiter(this.now);
     this.transport = new Transport(config);
     for (const trust of config.trusts) this.trusts.set(trust.server_id, trust);
-    this.outbound = new Outbound(this.id, this.identity, store);
+    for (const pinned of config.pinned_servers) this.pinnedKeys.set(pinned.server_id, Buffer.from(pinned.identity_key, 'base64'));
+    const transit = config.server.kind !== 'CTS';
+    this.routing = new Routing({ selfId: this.id, transit, trusts: () => this.trusts.values(), isUp: (peerId) => this.link(peerId) !== undefined });
+    this.directory = new ServerDirectory(
+      this.identity,
+      { id: this.id, kind: config.server.kind, name: config.server.name, upstream: upstreamOf(config)?.server_id ?? '' },
+      this.now(),
+      { store, pinnedKey: (id) => this.pinnedKey(id), pinKey: (id, key) => store.pinKey(id, key), audit: (entry, key) => this.audit(entry, key) },
+    );
+    this.delivery = new DeliveryCursors(store);
+    this.outbound = new Outbound({
+      selfId: this.id,
+      identity: this.identity,
+      store,
+      transit,
+      routes: this.routing,
+      rewindAll: (toLocalSeq) => {
+        for (const session of this.links.values()) session.rewind(toLocalSeq);
+      },
+    });
     this.inbound = new Inbound({
       store,
       heads: this.heads,
@@ -163,7 +189,11 @@ export class TrellisNode extends EventEmitter {
 
   private async listen(): Promise<void> {
     await this.outbound.load();
+    await this.delivery.load();
+    await this.directory.load();
     await this.inbound.load();
+    this.flushTimer = setInterval(() => void this.delivery.flush().catch((error) => this.log.warn({ err: error }, 'delivery cursors not written')), DELIVERY_FLUSH_MS);
+    this.flushTimer.unref();
     const { server, port, widenedWindow } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
     this.server = server;
     this.port = port;
@@ -222,19 +252,23 @@ export class TrellisNode extends EventEmitter {
     this.emit('appended', events);
   }
 
+  /** An origin's key: ours, or the one pinned for it (config, handshake, or its directory record). */
   private async originKey(origin: string): Promise<Uint8Array | undefined> {
-    if (origin === this.id) return this.identity.publicKey;
-    const trust = this.trusts.get(origin);
-    if (!trust) return undefined;
-    return trust.identity_key ? Buffer.from(trust.identity_key, 'base64') : this.pinnedKey(origin);
+    return origin === this.id ? this.identity.publicKey : this.pinnedKey(origin);
   }
 
-  /** A pinned key never changes (pinKey keeps the first), so it is read from the store once per peer. */
+  /**
+   * The key pinned for a server: a trust's or pinned_servers' key from the config, else the
+   * one pinned at first sight. A pin never changes (pinKey keeps the first), so each is
+   * read from the store once.
+   */
   private async pinnedKey(serverId: string): Promise<Uint8Array | undefined> {
+    const configured = this.trusts.get(serverId)?.identity_key;
+    if (configured) return Buffer.from(configured, 'base64');
     let key = this.pinnedKeys.get(serverId);
     if (!key) {
       key = await this.store.pinnedKey(serverId);
-      if (key && this.trusts.has(serverId)) this.pinnedKeys.set(serverId, key);
+      if (key) this.pinnedKeys.set(serverId, key);
     }
     return key;
   }
@@ -335,12 +369,26 @@ export class TrellisNode extends EventEmitter {
     this.claims.delete(opening.peerId);
     this.links.get(opening.peerId)?.close('duplicate-link', 'replaced by a newer link');
     const session = new LinkSession(
-      { tuning: this.config.link, logger: this.log, now: this.now, inbound: this.inbound, outbound: this.outbound, appended: this.appended, audit: (e) => this.audit(e) },
+      {
+        tuning: this.config.link,
+        logger: this.log,
+        now: this.now,
+        inbound: this.inbound,
+        outbound: this.outbound,
+        appended: this.appended,
+        audit: (e) => this.audit(e),
+        greeting: (peerId) => [this.directoryFrame(this.directory.records()), this.reachabilityFrame(peerId)],
+        onDirectory: (peerId, records) => this.onDirectory(peerId, records),
+        onReachability: async (peerId, paths) => this.onReachability(peerId, paths),
+        onAcked: (peerId, batchNo, linkSeq) => this.delivery.acked(peerId, batchNo, linkSeq),
+      },
       channel,
       opening,
       diallerId,
     );
     this.links.set(opening.peerId, session);
+    this.delivery.linkUp(opening.peerId, opening.peerStoredLinkSeq, this.routing.destinationsVia(opening.peerId), session);
+    this.routesChanged();
     session.start();
     void this.audit({ kind: 'link-up', peer: opening.peerId, detail: `link up (dialled by ${diallerId === this.id ? 'us' : 'peer'}), resending from ${opening.peerStoredLinkSeq}` }, opening.peerId);
     this.emit('link-up', session);
@@ -349,7 +397,12 @@ export class TrellisNode extends EventEmitter {
   }
 
   private onLinkEnded(session: LinkSession, end: LinkEnd): void {
-    if (this.links.get(session.peerId) === session) this.links.delete(session.peerId);
+    if (this.links.get(session.peerId) === session) {
+      this.links.delete(session.peerId);
+      this.routing.reach.forget(session.peerId);
+      this.delivery.linkDown(session.peerId);
+      this.routesChanged();
+    }
     const settled = session.settled;
     this.settling.set(session.peerId, settled);
     void settled.then(() => {
@@ -406,6 +459,60 @@ export class TrellisNode extends EventEmitter {
     }
   }
 
+  /**
+   * Routes may have moved (a link went up or down, a neighbour announced): each
+   * destination that moved is resent, by its new next hop, what its old one had not
+   * acknowledged; every neighbour hears what is reachable through us now.
+   */
+  private routesChanged(): void {
+    const changes: RouteChange[] = this.routing.recompute();
+    for (const { destination, from, to } of changes) this.delivery.moved(destination, from, to, to ? this.links.get(to) : undefined);
+    if (changes.length > 0) {
+      this.log.info({ moved: changes.length }, 'routes changed');
+      this.appended.notify();
+      this.emit('routes-changed', changes);
+    }
+    this.scheduleAnnouncement();
+  }
+
+  /** Reachability goes out once per turn of the event loop, however many changes came in it. */
+  private scheduleAnnouncement(): void {
+    if (this.announceScheduled) return;
+    this.announceScheduled = true;
+    setImmediate(() => {
+      this.announceScheduled = false;
+      for (const session of this.links.values()) if (session.isOpen) session.sendControl(this.reachabilityFrame(session.peerId));
+    });
+  }
+
+  private reachabilityFrame(peerId: string): Frame {
+    return { kind: { $case: 'reachability', value: { paths: this.routing.announcementFor(peerId) } } };
+  }
+
+  /** A CTS tells only of itself; a transit passes on every record it holds. */
+  private directoryFrame(records: ServerRecord[]): Frame {
+    const shared = this.config.server.kind === 'CTS' ? [this.directory.self.signed] : records;
+    return { kind: { $case: 'directory', value: { records: shared } } };
+  }
+
+  private async onDirectory(peerId: string, records: ServerRecord[]): Promise<void> {
+    const changed = await this.directory.offer(peerId, records);
+    if (changed.length === 0) return;
+    if (this.config.server.kind !== 'CTS') {
+      const frame = this.directoryFrame(changed.map((entry) => entry.signed));
+      for (const session of this.links.values()) if (session.peerId !== peerId) session.sendControl(frame);
+    }
+    for (const entry of changed) await this.inbound.originKnown(entry.id);
+  }
+
+  private onReachability(peerId: string, paths: ReachPath[]): void {
+    const outcome = this.routing.reach.accept(peerId, paths);
+    if (outcome.loops + outcome.malformed > 0) {
+      void this.audit({ kind: 'reachability-refused', peer: peerId, code: outcome.loops > 0 ? 'loop' : 'malformed', detail: `${outcome.loops} looping and ${outcome.malformed} malformed path(s) refused` }, peerId);
+    }
+    if (outcome.changed) this.routesChanged();
+  }
+
   link(peerId: string): LinkSession | undefined {
     const session = this.links.get(peerId);
     return session?.isOpen ? session : undefined;
@@ -447,11 +554,13 @@ export class TrellisNode extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.flushTimer);
     for (const abort of this.dialling.values()) abort.abort();
     for (const session of this.links.values()) session.close('shutting-down', 'node is stopping');
     for (const post of this.localQueue.splice(0)) post.reject(new PostError('node is stopping'));
     await this.shutdownServer();
     await this.serial.run(async () => undefined);
+    await this.delivery.flush().catch((error) => this.log.warn({ err: error }, 'delivery cursors not written'));
     await this.journal.close();
     await this.store.close();
     this.log.info('node stopped');

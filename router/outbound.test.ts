@@ -27,6 +27,12 @@ function relayedChain(count: number, bodyBytes: number, signedAt: ReadonlySet<nu
   return events;
 }
 
+/** An Outbound whose every destination is its own next hop (all trusts direct and up). */
+function relay(store: EventStore, transit: boolean): Outbound {
+  const routes = { nextHop: (destination: string) => destination, destinationsVia: () => [], version: 0 };
+  return new Outbound({ selfId: SELF, identity: identityFromSeed(Buffer.alloc(32, 1)), store, transit, routes, rewindAll: () => undefined });
+}
+
 describe('backfill pages of another origin\'s chain', () => {
   let store: EventStore;
   beforeAll(async () => {
@@ -38,7 +44,7 @@ describe('backfill pages of another origin\'s chain', () => {
   it('are cut by size, end at a signature, are never empty while events remain, and say when more follow', async () => {
     // 100 events of the largest body (6.4 MiB, past the 4 MiB page budget), signed at 30 and 100 only.
     await store.append({ events: relayedChain(100, EVENT_BODY_BYTES_MAX, new Set([30, 100])) });
-    const outbound = new Outbound(SELF, identityFromSeed(Buffer.alloc(32, 1)), store);
+    const outbound = relay(store, true);
 
     const first = (await outbound.backfill(PEER, { chatId: CHAT, origin: OTHER, fromSeq: 1 }))![0]!;
     expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
@@ -55,5 +61,30 @@ describe('backfill pages of another origin\'s chain', () => {
     // A whole-chat request (empty origin) answers a page per origin; a server outside the chat gets nothing.
     expect((await outbound.backfill(PEER, { chatId: CHAT, origin: '', fromSeq: 1 }))!.map((answer) => answer.origin)).toEqual([OTHER]);
     expect(await outbound.backfill('server-stranger', { chatId: CHAT, origin: OTHER, fromSeq: 1 })).toBeUndefined();
+  });
+});
+
+describe('the send path of a relay', () => {
+  let store: EventStore;
+  beforeAll(async () => {
+    await cryptoReady();
+    store = await openEmbeddedStore();
+    await store.append({ events: relayedChain(100, 64, new Set([30, 100])) });
+  });
+  afterAll(() => store?.close());
+
+  it('passes another origin\'s events on only up to a signature they carry, reading on when the limit falls short of it', async () => {
+    const outbound = relay(store, true);
+    await outbound.load();
+    const first = await outbound.batchFor(PEER, 0, 40);
+    expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(first.events.at(-1)!.signature.length).toBe(64);
+    const second = await outbound.batchFor(PEER, first.events.at(-1)!.localSeq, 40);
+    expect(second.events.map((e) => e.seq)).toEqual(Array.from({ length: 70 }, (_, i) => i + 31));
+    // Nothing goes back to the origin, and a CTS (no transit) passes on no other origin's events.
+    expect((await outbound.batchFor(OTHER, 0, 512)).events).toEqual([]);
+    const cts = relay(store, false);
+    await cts.load();
+    expect((await cts.batchFor(PEER, 0, 512)).events).toEqual([]);
   });
 });

@@ -72,8 +72,8 @@ export interface EventStore {
   /** Appends atomically with the cursor; an event already stored is skipped. Returns what was new. */
   append(request: AppendRequest): Promise<StoredEvent[]>;
   head(chatId: string, origin: string): Promise<ChainHead | undefined>;
-  /** This node's own events for chats with members on `peerId`, after a link position. */
-  outboundEvents(self: string, peerId: string, afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
+  /** Events of any origin, after a local seq, of chats with members on any of `servers` (a next hop's destinations). */
+  outboundEvents(servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
   /** One origin's events of a chat from `fromSeq` on, in chain order (backfill answers). */
   originEvents(chatId: string, origin: string, fromSeq: number, limit: number): Promise<StoredEvent[]>;
   /** A chat's events in canonical order: (hybrid timestamp, origin, origin seq). */
@@ -88,6 +88,16 @@ export interface EventStore {
 
   /** The current members of a chat (from its latest membership event), or undefined before its creation is stored. */
   chatMembers(chatId: string): Promise<string[] | undefined>;
+  /** A chat's routing policy, from its chat-created event (0, the default, before it is stored). */
+  chatPolicy(chatId: string): Promise<number>;
+  /** How many chats have members on each server. */
+  chatCounts(): Promise<Array<{ serverId: string; chats: number }>>;
+  /** Keeps a server's signed record (a newer one replaces an older one); `serverRecords` reads them all back. */
+  saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void>;
+  serverRecords(): Promise<Buffer[]>;
+  /** Per destination server, the local seq up to which its next hops acknowledged everything (see schema). */
+  deliveredCursors(): Promise<Map<string, number>>;
+  saveDeliveredCursors(cursors: ReadonlyMap<string, number>): Promise<void>;
   /** The origins with events in a chat. */
   chatOrigins(chatId: string): Promise<string[]>;
   /** The first seq at or after `fromSeq` of an origin's chain whose verified signature is stored. */
@@ -128,6 +138,7 @@ interface EventRow {
   members: string[];
   body: string;
   signature: string | null;
+  routing_policy: number;
 }
 
 /**
@@ -135,7 +146,7 @@ interface EventRow {
  * results over several times slower than text (bench: PGlite read-back).
  */
 const EVENT_COLUMNS = (alias = '') =>
-  ['local_seq', 'chat_id', 'origin', 'seq', 'hlc_ms', 'hlc_counter', 'sender_user', 'sender_device', 'kind', 'members']
+  ['local_seq', 'chat_id', 'origin', 'seq', 'hlc_ms', 'hlc_counter', 'sender_user', 'sender_device', 'kind', 'members', 'routing_policy']
     .map((column) => `${alias}${column}`)
     .concat(['id', 'prev', 'body', 'signature'].map((column) => `encode(${alias}${column}, 'base64') as ${column}`))
     .join(', ');
@@ -160,6 +171,7 @@ function fromRow(row: EventRow): StoredEvent {
     members: row.members,
     body: fromBase64(row.body),
     signature: row.signature ? fromBase64(row.signature) : Buffer.alloc(0),
+    routingPolicy: row.routing_policy,
   };
 }
 
@@ -186,26 +198,27 @@ export function serverOfMember(member: string): string {
  */
 const APPEND_EVENTS = `
 with appended as (
-  insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
+  insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy)
   select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
-         kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea)
+         kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea), routing_policy
   from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
-              $10::int[], $11::text[], $12::text[], $13::text[])
-    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature)
+              $10::int[], $11::text[], $12::text[], $13::text[], $14::int[])
+    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy)
   on conflict do nothing
   returning local_seq, id
 ), cursor as (
-  insert into link_cursors (peer_id, stored_link_seq) select $14::text, $15::bigint where $14::text is not null
+  insert into link_cursors (peer_id, stored_link_seq) select $15::text, $16::bigint where $15::text is not null
   on conflict (peer_id) do update set stored_link_seq = greatest(link_cursors.stored_link_seq, excluded.stored_link_seq)
 )
 select local_seq, encode(id, 'base64') as id from appended`;
 
 function insertParams(events: readonly Event[]): unknown[][] {
-  const columns: unknown[][] = Array.from({ length: 13 }, () => []);
+  const columns: unknown[][] = Array.from({ length: 14 }, () => []);
   for (const e of events) {
     const values = [
       e.id.toString('base64'), e.chatId, e.origin, e.seq, e.prev.toString('base64'), e.hlcMs, e.hlcCounter,
       e.senderUser, e.senderDevice, e.kind, JSON.stringify(e.members), e.body.toString('base64'), e.signature.toString('base64'),
+      e.routingPolicy,
     ];
     values.forEach((value, column) => columns[column]!.push(value));
   }
@@ -263,14 +276,14 @@ export class SqlEventStore implements EventStore {
   /** Keeps the member list of the latest membership event in canonical order, and the servers it spans. */
   private async projectMembers(tx: SqlRunner, event: Event): Promise<void> {
     const updated = await tx.query(
-      `insert into chats as c (chat_id, members, version_hlc_ms, version_hlc_counter, version_origin, version_seq)
-       values ($1, $2::jsonb, $3, $4, $5, $6)
+      `insert into chats as c (chat_id, members, version_hlc_ms, version_hlc_counter, version_origin, version_seq, routing_policy)
+       values ($1, $2::jsonb, $3, $4, $5, $6, $7)
        on conflict (chat_id) do update set members = excluded.members, version_hlc_ms = excluded.version_hlc_ms,
          version_hlc_counter = excluded.version_hlc_counter, version_origin = excluded.version_origin, version_seq = excluded.version_seq
        where (c.version_hlc_ms, c.version_hlc_counter, c.version_origin, c.version_seq)
            < (excluded.version_hlc_ms, excluded.version_hlc_counter, excluded.version_origin, excluded.version_seq)
        returning chat_id`,
-      [event.chatId, JSON.stringify(event.members), event.hlcMs, event.hlcCounter, event.origin, event.seq],
+      [event.chatId, JSON.stringify(event.members), event.hlcMs, event.hlcCounter, event.origin, event.seq, event.routingPolicy],
     );
     if (updated.length === 0) return;
     const servers = [...new Set(event.members.map(serverOfMember))];
@@ -286,11 +299,13 @@ export class SqlEventStore implements EventStore {
     return row && { seq: row.seq, id: asBuffer(row.id) };
   }
 
-  async outboundEvents(self: string, peerId: string, afterLinkSeq: number, limit: number): Promise<StoredEvent[]> {
+  async outboundEvents(servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]> {
+    if (servers.length === 0) return [];
     const rows = await this.db.query<EventRow>(
-      `select ${EVENT_COLUMNS('e.')} from events e join chat_servers s on s.chat_id = e.chat_id and s.server_id = $2
-       where e.local_seq > $3 and e.origin = $1 order by e.local_seq limit $4`,
-      [self, peerId, afterLinkSeq, limit],
+      `select ${EVENT_COLUMNS('e.')} from events e
+       where e.local_seq > $2 and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = any($1::text[]))
+       order by e.local_seq limit $3`,
+      [servers, afterLinkSeq, limit],
     );
     return rows.map(fromRow);
   }
@@ -336,6 +351,44 @@ export class SqlEventStore implements EventStore {
   async lastLocalSeq(): Promise<number> {
     const [row] = await this.db.query<{ seq: number | null }>('select max(local_seq) as seq from events');
     return Number(row?.seq ?? 0);
+  }
+
+  async chatPolicy(chatId: string): Promise<number> {
+    const [row] = await this.db.query<{ routing_policy: number }>('select routing_policy from chats where chat_id = $1', [chatId]);
+    return row?.routing_policy ?? 0;
+  }
+
+  async chatCounts(): Promise<Array<{ serverId: string; chats: number }>> {
+    const rows = await this.db.query<{ server_id: string; chats: number }>('select server_id, count(*)::int as chats from chat_servers group by server_id');
+    return rows.map((row) => ({ serverId: row.server_id, chats: row.chats }));
+  }
+
+  async saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void> {
+    await this.db.query(
+      `insert into server_records (server_id, record, issued_at_ms) values ($1, decode($2, 'base64'), $3)
+       on conflict (server_id) do update set record = excluded.record, issued_at_ms = excluded.issued_at_ms
+       where server_records.issued_at_ms < excluded.issued_at_ms`,
+      [serverId, Buffer.from(record).toString('base64'), issuedAtMs],
+    );
+  }
+
+  async serverRecords(): Promise<Buffer[]> {
+    const rows = await this.db.query<{ record: string }>(`select encode(record, 'base64') as record from server_records`);
+    return rows.map((row) => fromBase64(row.record));
+  }
+
+  async deliveredCursors(): Promise<Map<string, number>> {
+    const rows = await this.db.query<{ server_id: string; delivered_seq: number }>('select server_id, delivered_seq from destination_cursors');
+    return new Map(rows.map((row) => [row.server_id, Number(row.delivered_seq)]));
+  }
+
+  async saveDeliveredCursors(cursors: ReadonlyMap<string, number>): Promise<void> {
+    if (cursors.size === 0) return;
+    await this.db.query(
+      `insert into destination_cursors (server_id, delivered_seq) select * from unnest($1::text[], $2::bigint[])
+       on conflict (server_id) do update set delivered_seq = excluded.delivered_seq`,
+      [[...cursors.keys()], [...cursors.values()]],
+    );
   }
 
   async chatMembers(chatId: string): Promise<string[] | undefined> {

@@ -27,6 +27,8 @@ export const events = pgTable(
     body: bytea('body').notNull(),
     // Only verified signatures are kept; null inside a run signed at its end.
     signature: bytea('signature'),
+    // Set on chat-created only (0: the default policy).
+    routingPolicy: integer('routing_policy').notNull().default(0),
   },
   (t) => [
     unique('events_id_key').on(t.id),
@@ -64,6 +66,8 @@ export const chats = pgTable('chats', {
   versionHlcCounter: bigint('version_hlc_counter', { mode: 'number' }).notNull(),
   versionOrigin: text('version_origin').notNull(),
   versionSeq: bigint('version_seq', { mode: 'number' }).notNull(),
+  /** From the chat-created event: how the chat's events may travel. */
+  routingPolicy: integer('routing_policy').notNull().default(0),
 });
 
 /** Projection: the servers a chat has members on, i.e. where its events must go. */
@@ -102,3 +106,25 @@ export const auditLog = pgTable(
   },
   (t) => [index('audit_log_peer').on(t.peer, t.id)],
 );
+
+/**
+ * The server directory: the newest record each server signed of itself (router/routing).
+ * The key a record may carry is the one pinned in peer_keys at first sight.
+ */
+export const serverRecords = pgTable('server_records', {
+  serverId: text('server_id').primaryKey(),
+  /** The signed bytes as they travel (a ServerRecord message), passed on unchanged. */
+  record: bytea('record').notNull(),
+  issuedAtMs: bigint('issued_at_ms', { mode: 'number' }).notNull(),
+});
+
+/**
+ * Per destination server: every event for it up to `delivered_seq` (this node's local
+ * seq) has been acknowledged by the next hop that carried it. When the destination's
+ * route moves to another next hop, that hop resends from here. Written lazily: a stale
+ * (lower) value costs resends that receivers drop as duplicates, never a loss.
+ */
+export const destinationCursors = pgTable('destination_cursors', {
+  serverId: text('server_id').primaryKey(),
+  deliveredSeq: bigint('delivered_seq', { mode: 'number' }).notNull(),
+});

@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chainEvent, eventId, signEventId } from '../crypto/index.js';
+import { chainEvent, identityFromSeed, signEventId, signServerRecord, type Identity } from '../crypto/index.js';
+import { ServerRecordBody } from '../proto/gen/trellis/v1/link.js';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
-import { messageDraft } from './support/devices.js';
+import { createdDraft, messageDraft, newChat, type TestChat } from './support/devices.js';
 import { TestPair, waitFor } from './support/federation.js';
 import { RoguePeer, type RogueLink } from './support/rogue-peer.js';
 
@@ -68,15 +69,28 @@ describe('authenticity: tampered events are refused and the link survives', () =
     expect((await pair.a.store.chatLog(chat.id)).map((e) => e.id.toString('hex'))).toEqual([first!.id.toString('hex'), second!.id.toString('hex')]);
   });
 
-  it('refuses events of an origin it holds no trust with, even relayed by a paired peer', async () => {
-    const chat = rogue.newChat();
-    const stranger = randomUUID();
-    const events = rogue.events(chat, 2, stranger);
-    expect(eventId(events[0]!).equals(events[0]!.id)).toBe(true);
-    expect(await refusalOf(events)).toBe('unknown-origin');
-    expect(await pair.a.store.chatLog(chat.id)).toHaveLength(0);
-    // The refusal names the chat, never the body.
-    const journal = (await pair.a.store.auditLog()).filter((e) => e.kind === 'event-refused');
-    expect(journal.at(-1)?.code).toBe('unknown-origin');
+  it('holds events of an origin it has no record of, checks them when the record arrives, and stores only the genuine ones', async () => {
+    const stranger = { id: randomUUID(), identity: identityFromSeed(randomBytes(32)) };
+    const genuineChat = newChat([`victor@${pair.a.id}`, `sam@${stranger.id}`]);
+    const forgedChat = newChat([`victor@${pair.a.id}`, `sam@${stranger.id}`]);
+    const run = (chat: TestChat, signer: Identity): Event[] => {
+      const created = chainEvent(stranger.id, undefined, createdDraft(chat, `sam@${stranger.id}`), { ms: Date.now(), counter: 0 });
+      const message = chainEvent(stranger.id, created, messageDraft(chat, `sam@${stranger.id}`, 'hello'), { ms: Date.now(), counter: 1 });
+      return [created, { ...message, signature: signEventId(signer, message.id) }];
+    };
+    // Relayed by a paired peer before the stranger's record: held, not refused, not stored.
+    expect(await link.exchange(run(genuineChat, stranger.identity))).toEqual([]);
+    expect(await link.exchange(run(forgedChat, rogue.identity))).toEqual([]);
+    expect(await pair.a.store.chatLog(genuineChat.id)).toHaveLength(0);
+    expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(2);
+
+    // The record arrives (as a transit passes it on): the genuine run is stored, the forged one refused.
+    const record = ServerRecordBody.encode({ serverId: stranger.id, kind: 'CTS', name: 'cts-stranger', identityKey: Buffer.from(stranger.identity.publicKey), upstream: '', issuedAtMs: Date.now() }).finish();
+    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(stranger.identity, record) }] } } });
+    await waitFor('the genuine run stored', async () => (await pair.a.store.chatLog(genuineChat.id)).length === 2);
+    await waitFor('the forged run refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'event-refused' && e.code === 'bad-signature'));
+    expect(await pair.a.store.chatLog(forgedChat.id)).toHaveLength(0);
+    expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(0);
+    expect(pair.a.directory.get(stranger.id)?.name).toBe('cts-stranger');
   });
 });

@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadConfig, TrellisNode } from '../../router/index.js';
+import { loadConfig, TrellisNode, upstreamOf, type NodeConfig } from '../../router/index.js';
 import { runDemo } from './demo.js';
 import { exitCodeOf, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import { newToken, writeIdentityKey } from './keys.js';
@@ -30,6 +30,19 @@ function positiveInt(max: number) {
     if (!Number.isInteger(parsed) || parsed < 1 || parsed > max) throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
     return parsed;
   };
+}
+
+/** What `check` adds below its summary line: the upstream, the trusts by role, the admin address. */
+function topologyLines(config: NodeConfig): string[] {
+  const upstream = upstreamOf(config);
+  const count = (role: string) => config.trusts.filter((trust) => trust.role === role).length;
+  return [
+    upstream
+      ? `upstream: ${upstream.kind} ${upstream.name} (${upstream.server_id}) at ${upstream.endpoint}${upstream.status === 'enabled' ? '' : ', disabled'}`
+      : `upstream: none${config.server.kind === 'RTS' ? ' (an RTS is the top of its region)' : ''}`,
+    `trusts: ${count('partner')} partner, ${count('downstream')} downstream, ${count('transit')} transit`,
+    ...(config.admin ? [`admin: ${config.admin.listen} (loopback only, no authentication)`] : []),
+  ];
 }
 
 /** Runs the node until SIGINT or SIGTERM, then stops it cleanly (links closed, store closed). */
@@ -65,6 +78,7 @@ function program(io: CliIo): Command {
     .action((options: { config: string }) => {
       const config = loadConfig(options.config);
       io.out(`${options.config}: valid. ${config.server.kind} ${config.server.name} (${config.server.id}) listens on ${config.listen}, ${config.tls ? 'TLS' : 'plaintext'}, ${config.trusts.length} trust(s)`);
+      for (const line of topologyLines(config)) io.out(`  ${line}`);
     });
 
   cli

@@ -37,6 +37,7 @@ export class RoguePeer {
       token_for_connecting: this.tokens.nodePresents,
       status: 'enabled',
       allow_trust_search: false,
+      role: 'partner',
     };
   }
 
@@ -58,6 +59,7 @@ export class RoguePeer {
       token_for_accepting: this.tokens.nodePresents,
       status: 'enabled',
       allow_trust_search: false,
+      role: 'partner',
     };
     try {
       const opening = await dialHandshake(

@@ -1,4 +1,4 @@
-import type { StoredEvent } from '../store/index.js';
+import type { StoredEvent } from '../../store/index.js';
 
 /** The tail keeps at most this many events, and this many body bytes; older ones are read from the store. */
 export const TAIL_EVENTS_MAX = 16_384;
@@ -6,11 +6,19 @@ export const TAIL_BODY_BYTES_MAX = 64 * 1024 * 1024;
 /** Evicted slots are dropped from the array once this many have piled up at its front. */
 const COMPACT_AFTER = 4_096;
 
+/** What a read of the tail found, and how far it looked: a reader may move past what it skipped. */
+export interface TailRead<E> {
+  events: E[];
+  /** The local seq of the last event examined (`after` when there was none). */
+  scannedTo: number;
+}
+
 /**
- * This node's own recent appends, in append order (Dendrite's destination queue tail): a
- * link sends from here instead of reading back from the store what was just written,
- * which cost more than writing it. Bounded; a link that has fallen behind the tail reads
- * from the store as before (`after` answers undefined).
+ * This node's recent appends, in append order: the in-memory part of every next hop's
+ * destination queue (Dendrite's federation sender keeps the same). A link sends from
+ * here instead of reading back from the store what was just written, which cost more
+ * than writing it. Bounded; a link that has fallen behind the tail reads from the store
+ * (`after` answers undefined).
  */
 export class AppendTail {
   private readonly events: StoredEvent[] = [];
@@ -30,14 +38,16 @@ export class AppendTail {
    * Up to `limit` events after local seq `after` that `wanted` keeps, in order; undefined
    * when the tail no longer reaches back to `after`.
    */
-  async after(after: number, limit: number, wanted: (event: StoredEvent) => boolean | Promise<boolean>): Promise<StoredEvent[] | undefined> {
+  async after(after: number, limit: number, wanted: (event: StoredEvent) => boolean | Promise<boolean>): Promise<TailRead<StoredEvent> | undefined> {
     if (after < this.coveredAfter) return undefined;
-    const out: StoredEvent[] = [];
-    for (let index = this.firstAfter(after); index < this.events.length && out.length < limit; index++) {
+    const events: StoredEvent[] = [];
+    let scannedTo = after;
+    for (let index = this.firstAfter(after); index < this.events.length && events.length < limit; index++) {
       const event = this.events[index]!;
-      if (await wanted(event)) out.push(event);
+      scannedTo = event.localSeq;
+      if (await wanted(event)) events.push(event);
     }
-    return out;
+    return { events, scannedTo };
   }
 
   private firstAfter(localSeq: number): number {
