@@ -1,4 +1,16 @@
-export { TrellisNode, PostError, type LinkStatus, type LinkColour, type NodeOptions, LOCAL_BATCH_EVENTS_MAX } from './node.js';
+export { TrellisNode, PostError, type LinkStatus, type NodeOptions, LOCAL_BATCH_EVENTS_MAX } from './node.js';
+export {
+  NodeInspector,
+  type LinkColour,
+  type GraphView,
+  type ServerView,
+  type LinkView,
+  type ChatRouteView,
+  type DestinationRoute,
+  type LinkCounters,
+  type DestinationQueue,
+} from './inspect.js';
+export { type RouteCandidate, type PathClass, type ServerKind } from './routing/index.js';
 export { loadConfig, parseConfig, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';

@@ -20,6 +20,7 @@ import { LinkSession, type LinkEnd } from './link.js';
 import { createLogger, type Logger } from './logger.js';
 import { Outbound } from './outbound.js';
 import { FailureRateLimiter } from './rate-limit.js';
+import { linkColour, NodeInspector, type LinkColour } from './inspect.js';
 import { DELIVERY_FLUSH_MS, DeliveryCursors } from './queues/delivery-cursors.js';
 import { Routing, ServerDirectory, type RouteChange } from './routing/index.js';
 import { Notifier, SerialQueue } from './serial.js';
@@ -31,8 +32,6 @@ export const LOCAL_BATCH_EVENTS_MAX = 512;
 export const HANDSHAKES_IN_FLIGHT_MAX = 64;
 export const HANDSHAKES_PER_ADDRESS_MAX = 16;
 const SHUTDOWN_GRACE_MS = 2_000;
-
-export type LinkColour = 'green' | 'purple' | 'red';
 
 export interface LinkStatus {
   serverId: string;
@@ -102,6 +101,8 @@ export class TrellisNode extends EventEmitter {
   readonly directory: ServerDirectory;
   readonly routing: Routing;
   private readonly delivery: DeliveryCursors;
+  /** What operators read: the graph, a chat's routes, link counters and queues. */
+  readonly inspect: NodeInspector;
   private flushTimer: NodeJS.Timeout | undefined;
   private announceScheduled = false;
   /** Handshakes that hold a peer's link slot but are not links yet (see claimLink). */
@@ -142,6 +143,16 @@ export class TrellisNode extends EventEmitter {
       { store, pinnedKey: (id) => this.pinnedKey(id), pinKey: (id, key) => store.pinKey(id, key), audit: (entry, key) => this.audit(entry, key) },
     );
     this.delivery = new DeliveryCursors(store);
+    this.inspect = new NodeInspector({
+      self: { id: this.id, name: config.server.name, kind: config.server.kind, transit },
+      store,
+      routing: this.routing,
+      directory: this.directory,
+      delivery: this.delivery,
+      trusts: () => this.trusts.values(),
+      linkStats: (peerId) => this.link(peerId)?.stats,
+      now: this.now,
+    });
     this.outbound = new Outbound({
       selfId: this.id,
       identity: this.identity,
@@ -523,7 +534,7 @@ export class TrellisNode extends EventEmitter {
       serverId: trust.server_id,
       name: trust.name,
       ...(trust.endpoint ? { endpoint: trust.endpoint } : {}),
-      status: trust.status !== 'enabled' ? 'purple' : this.link(trust.server_id) ? 'green' : 'red',
+      status: linkColour(trust, this.link(trust.server_id) !== undefined),
     }));
   }
 
@@ -535,6 +546,14 @@ export class TrellisNode extends EventEmitter {
     if (before) this.dropLink(trust.server_id, trust.status === 'enabled' ? 'trust changed' : 'trust blocked');
     this.claims.get(trust.server_id)?.release();
     this.startDialling(trust);
+    this.routesChanged();
+  }
+
+  /** Blocks (disabled) or enables a configured trust; a blocked trust carries nothing. */
+  async setTrustStatus(serverId: string, status: TrustConfig['status']): Promise<void> {
+    const trust = this.trusts.get(serverId);
+    if (!trust) throw Object.assign(new Error(`no trust with server ${serverId}`), { code: 'unknown-trust' });
+    if (trust.status !== status) await this.setTrust({ ...trust, status });
   }
 
   async removeTrust(serverId: string): Promise<void> {
@@ -542,6 +561,7 @@ export class TrellisNode extends EventEmitter {
     this.pinnedKeys.delete(serverId);
     await this.audit({ kind: 'trust-removed', peer: serverId, detail: 'trust removed' });
     this.dropLink(serverId, 'trust removed');
+    this.routesChanged();
   }
 
   private dropLink(peerId: string, why: string): void {

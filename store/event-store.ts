@@ -90,6 +90,8 @@ export interface EventStore {
   chatMembers(chatId: string): Promise<string[] | undefined>;
   /** A chat's routing policy, from its chat-created event (0, the default, before it is stored). */
   chatPolicy(chatId: string): Promise<number>;
+  /** Events for a destination server after a local seq (of one origin, if given), and the oldest one's time: a queue's depth. */
+  undelivered(destination: string, afterLocalSeq: number, origin?: string): Promise<{ events: number; oldestHlcMs: number | undefined }>;
   /** How many chats have members on each server. */
   chatCounts(): Promise<Array<{ serverId: string; chats: number }>>;
   /** Keeps a server's signed record (a newer one replaces an older one); `serverRecords` reads them all back. */
@@ -356,6 +358,16 @@ export class SqlEventStore implements EventStore {
   async chatPolicy(chatId: string): Promise<number> {
     const [row] = await this.db.query<{ routing_policy: number }>('select routing_policy from chats where chat_id = $1', [chatId]);
     return row?.routing_policy ?? 0;
+  }
+
+  async undelivered(destination: string, afterLocalSeq: number, origin?: string): Promise<{ events: number; oldestHlcMs: number | undefined }> {
+    const [row] = await this.db.query<{ events: number; oldest: number | null }>(
+      `select count(*)::int as events, min(e.hlc_ms) as oldest from events e
+       where e.local_seq > $2 and e.origin <> $1 and ($3::text is null or e.origin = $3)
+         and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = $1)`,
+      [destination, afterLocalSeq, origin ?? null],
+    );
+    return { events: row?.events ?? 0, oldestHlcMs: row?.oldest == null ? undefined : Number(row.oldest) };
   }
 
   async chatCounts(): Promise<Array<{ serverId: string; chats: number }>> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { newChatKey, openBody, sealBody, type EventDraft } from '../../crypto/index.js';
-import { EventKind, type EventBody } from '../../proto/gen/trellis/v1/event.js';
+import { EventKind, RoutingPolicy, type EventBody } from '../../proto/gen/trellis/v1/event.js';
 
 /**
  * What a member device does before its server sees anything: it holds the chat key
@@ -12,12 +12,14 @@ export interface DeviceChat {
   key: Uint8Array;
   /** user@server-id of every member; the servers after the @ are where the chat lives. */
   members: string[];
+  /** How its events may travel, set once in its chat-created event (default: fail over). */
+  policy: RoutingPolicy;
 }
 
 export const DEFAULT_DEVICE = 'laptop';
 
-export function newChat(members: string[]): DeviceChat {
-  return { id: randomUUID(), key: newChatKey(), members: [...members] };
+export function newChat(members: string[], policy = RoutingPolicy.ROUTING_POLICY_UNSPECIFIED): DeviceChat {
+  return { id: randomUUID(), key: newChatKey(), members: [...members], policy };
 }
 
 function draft(chat: DeviceChat, sender: string, kind: EventKind, body: EventBody, members?: string[]): EventDraft {
@@ -32,7 +34,8 @@ function draft(chat: DeviceChat, sender: string, kind: EventKind, body: EventBod
 }
 
 export function createdDraft(chat: DeviceChat, sender: string, title = 'chat'): EventDraft {
-  return draft(chat, sender, EventKind.EVENT_KIND_CHAT_CREATED, { content: { $case: 'chatCreated', value: { title } } }, chat.members);
+  const created = draft(chat, sender, EventKind.EVENT_KIND_CHAT_CREATED, { content: { $case: 'chatCreated', value: { title } } }, chat.members);
+  return chat.policy ? { ...created, routingPolicy: chat.policy } : created;
 }
 
 export function messageDraft(chat: DeviceChat, sender: string, text: string): EventDraft {

@@ -1,0 +1,1 @@
+export { REFERENCE_CHATS, type ReferenceChat } from './reference-chats.js';
