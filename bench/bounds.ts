@@ -85,7 +85,7 @@ async function timeReadBack(store: EventStore, rows: number): Promise<number> {
   const start = sharedNowMs();
   let read = 0;
   for (let after = 0; read < rows; ) {
-    const page = await store.outboundEvents([PEER], after, STORE_BATCH_EVENTS);
+    const page = await store.outboundEvents(ORIGIN, [PEER], after, STORE_BATCH_EVENTS);
     if (page.length === 0) break;
     read += page.length;
     after = page.at(-1)!.localSeq;

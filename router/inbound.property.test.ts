@@ -193,6 +193,7 @@ describe('the inbound path under hostile, validly signed batches', () => {
       held,
       originKey: async (origin) => keys.get(origin),
       onAppended: () => undefined,
+      onReforwarded: () => undefined,
       audit: async () => undefined,
     });
     await inbound.load();

@@ -1,6 +1,6 @@
 import { checkEventShape, checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
-import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent } from '../store/index.js';
+import { EventKind } from '../proto/gen/trellis/v1/event.js';
+import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent, type CarriedEvent } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
@@ -22,6 +22,8 @@ export interface InboundOutcome {
   gaps: ChainGap[];
   /** Chats this node holds events of but not their creation: ask for all of their chains. */
   syncs: string[];
+  /** Stored events that a peer now asks us to pass on to more servers (a route moved onto us). */
+  reforwarded: Array<{ localSeq: number; forwardTo: string[] }>;
 }
 
 export interface OpenRequests {
@@ -38,6 +40,8 @@ export interface InboundDeps {
   /** The Ed25519 key of an origin server, if this node knows it. */
   originKey(origin: string): Promise<Uint8Array | undefined>;
   onAppended(events: StoredEvent[]): void;
+  /** Stored events whose destinations grew: links look at them again. */
+  onReforwarded(events: ReadonlyArray<{ localSeq: number; forwardTo: string[] }>): void;
   /** Journals a refusal; refusals of one peer are coalesced under a flood. */
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
 }
@@ -49,8 +53,8 @@ const RELEASE_EVENTS_MAX = 1024;
 /** Member lists cached per chat; past it the cache starts over from the store. */
 const MEMBERS_CACHED_MAX = 100_000;
 
-function groupByChain(events: readonly Event[]): Event[][] {
-  const runs = new Map<string, Event[]>();
+function groupByChain(events: readonly CarriedEvent[]): CarriedEvent[][] {
+  const runs = new Map<string, CarriedEvent[]>();
   for (const event of events) {
     const key = chainKey(event.chatId, event.origin);
     const run = runs.get(key);
@@ -61,8 +65,8 @@ function groupByChain(events: readonly Event[]): Event[][] {
 }
 
 /** Events that follow `head` without a break, from the front of a seq-ordered list. */
-function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, events: readonly Event[]): Event[] {
-  const out: Event[] = [];
+function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, events: readonly CarriedEvent[]): CarriedEvent[] {
+  const out: CarriedEvent[] = [];
   let seq = head?.seq ?? 0;
   let id: Uint8Array = head?.id ?? Buffer.alloc(0);
   for (const event of events) {
@@ -76,7 +80,7 @@ function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, even
 }
 
 /** What a held event counts against the byte bounds: its body and a fixed share for the rest. */
-const heldBytes = (event: Event) => event.body.length + HELD_EVENT_OVERHEAD_BYTES;
+const heldBytes = (event: CarriedEvent) => event.body.length + HELD_EVENT_OVERHEAD_BYTES;
 const HELD_EVENT_OVERHEAD_BYTES = 256;
 
 const serversOf = (members: readonly string[]) => new Set(members.map(serverOfMember));
@@ -87,9 +91,11 @@ const serversOf = (members: readonly string[]) => new Set(members.map(serverOfMe
  * the rest of its events wait for the next round (membership events are rare).
  */
 class Stage {
-  readonly append: Event[][] = [];
+  readonly append: CarriedEvent[][] = [];
   readonly hold: HeldEvent[] = [];
-  readonly deferred: Event[][] = [];
+  readonly deferred: CarriedEvent[][] = [];
+  /** Events we hold already that a peer asks us to pass on (to add to their destinations). */
+  readonly reforward: CarriedEvent[] = [];
   /** Chats whose member list this round changes (created included). */
   readonly changedChats = new Set<string>();
   /** Chains whose held events this round may free: those it appends to, and every chain of a chat it creates. */
@@ -130,10 +136,10 @@ export class Inbound {
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
   }
 
-  async accept(peerId: string, events: readonly Event[], cursor?: Cursor): Promise<InboundOutcome> {
+  async accept(peerId: string, events: readonly CarriedEvent[], cursor?: Cursor): Promise<InboundOutcome> {
     const outcome = emptyOutcome();
-    const authentic: Event[][] = [];
-    const unverified: Event[][] = [];
+    const authentic: CarriedEvent[][] = [];
+    const unverified: CarriedEvent[][] = [];
     for (const run of groupByChain(events)) {
       try {
         const key = await this.deps.originKey(run[0]!.origin);
@@ -147,6 +153,7 @@ export class Inbound {
     await this.deps.serial.run(() => this.place(authentic.filter((run) => run.length > 0), peerId, outcome, cursor, [], unverified));
     await this.journal(peerId, outcome);
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
+    if (outcome.reforwarded.length > 0) this.deps.onReforwarded(outcome.reforwarded);
     return outcome;
   }
 
@@ -197,7 +204,7 @@ export class Inbound {
   }
 
   /** Keeps the part of a run stamped within the skew bound; the rest is refused. */
-  private withinClockBound(run: Event[], outcome: InboundOutcome): Event[] {
+  private withinClockBound(run: CarriedEvent[], outcome: InboundOutcome): CarriedEvent[] {
     const tooFar = run.findIndex((event) => this.deps.clock.isTooFarAhead(event.hlcMs));
     if (tooFar === -1) return run;
     const event = run[tooFar]!;
@@ -207,12 +214,12 @@ export class Inbound {
 
   /** Inside the serial queue: places runs round by round, each round one commit, until nothing more moves. */
   private async place(
-    runs: Event[][],
+    runs: CarriedEvent[][],
     peerId: string,
     outcome: InboundOutcome,
     cursor: Cursor | undefined,
     heldChains: Array<{ chatId: string; origin: string }>,
-    unverified: Event[][] = [],
+    unverified: CarriedEvent[][] = [],
   ): Promise<void> {
     let pending = runs;
     let candidates = heldChains;
@@ -237,12 +244,13 @@ export class Inbound {
     }
   }
 
-  private async placeRun(run: Event[], peerId: string, stage: Stage, outcome: InboundOutcome): Promise<void> {
+  private async placeRun(run: CarriedEvent[], peerId: string, stage: Stage, outcome: InboundOutcome): Promise<void> {
     const { chatId, origin } = run[0]!;
     const head = await this.deps.heads.get(chatId, origin);
     const headSeq = head?.seq ?? 0;
     const fresh = run.filter((event) => event.seq > headSeq);
     outcome.duplicates += run.length - fresh.length;
+    for (const event of run) if (event.seq <= headSeq && event.forwardTo?.length) stage.reforward.push(event);
     const atHead = head && run.find((event) => event.seq === head.seq);
     if (atHead && !atHead.id.equals(head.id)) return refuse(outcome, 'bad-chain', 'conflicts with the stored chain', atHead, run.length);
     const next = contiguousAfter(head, fresh);
@@ -260,15 +268,15 @@ export class Inbound {
    * Applies the chat's rules to events that follow their chain. Returns the part that
    * must wait for the chat's creation; what passes goes to the stage's appends.
    */
-  private async admit(events: Event[], stage: Stage, outcome: InboundOutcome): Promise<Event[]> {
+  private async admit(events: CarriedEvent[], stage: Stage, outcome: InboundOutcome): Promise<CarriedEvent[]> {
     const { chatId } = events[0]!;
     if (stage.changedChats.has(chatId)) {
       stage.deferred.push(events);
       return [];
     }
     const members = await this.membersOf(chatId);
-    const accepted: Event[] = [];
-    const done = (waiting: Event[] = []): Event[] => {
+    const accepted: CarriedEvent[] = [];
+    const done = (waiting: CarriedEvent[] = []): CarriedEvent[] => {
       if (accepted.length > 0) stage.append.push(accepted);
       return waiting;
     };
@@ -293,7 +301,7 @@ export class Inbound {
   }
 
   /** Why the chat's membership rules refuse an event, given the chat's members before it (null: not created yet). */
-  private membershipRefusal(event: Event, members: string[] | null): [EventErrorCode, string] | undefined {
+  private membershipRefusal(event: CarriedEvent, members: string[] | null): [EventErrorCode, string] | undefined {
     if (event.kind === EventKind.EVENT_KIND_CHAT_CREATED) {
       if (members) return ['chat-exists', 'a chat-created event for a chat that exists'];
       if (event.seq !== 1) return ['malformed', "chat-created must open its origin's chain"];
@@ -307,7 +315,7 @@ export class Inbound {
   }
 
   /** Holds what cannot be placed yet, within the bounds; past them the rest of the run is refused. */
-  private hold(events: Event[], peerId: string, headSeq: number, stage: Stage, outcome: InboundOutcome): void {
+  private hold(events: CarriedEvent[], peerId: string, headSeq: number, stage: Stage, outcome: InboundOutcome): void {
     for (const [index, event] of events.entries()) {
       const why = this.deps.held.refusal(event.chatId, event.origin, peerId, event.seq, headSeq, heldBytes(event), stage.holding);
       if (why) return refuse(outcome, 'too-far-ahead', why, event, events.length - index);
@@ -317,8 +325,8 @@ export class Inbound {
   }
 
   /** Chains among `candidates` whose first held event now follows the stored head: their held events as runs. */
-  private async releasable(candidates: Array<{ chatId: string; origin: string }>, stage: Stage, outcome: InboundOutcome): Promise<Event[][]> {
-    const runs: Event[][] = [];
+  private async releasable(candidates: Array<{ chatId: string; origin: string }>, stage: Stage, outcome: InboundOutcome): Promise<CarriedEvent[][]> {
+    const runs: CarriedEvent[][] = [];
     for (const { chatId, origin } of candidates) {
       const minSeq = this.deps.held.minSeq(chatId, origin);
       if (minSeq === undefined || !(await this.membersOf(chatId)) || !(await this.deps.originKey(origin))) continue;
@@ -345,6 +353,7 @@ export class Inbound {
    */
   private async commit(stage: Stage, outcome: InboundOutcome, cursor: Cursor | undefined): Promise<void> {
     for (const row of await this.deps.store.hold(stage.hold)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
+    outcome.reforwarded.push(...(await this.deps.store.addForwards(stage.reforward.map((event) => ({ id: event.id, forwardTo: event.forwardTo! })))));
     let runs = stage.append;
     if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage);
     try {
@@ -367,8 +376,8 @@ export class Inbound {
     await this.dropPlacedHeld(stage);
   }
 
-  private async appendRunByRun(runs: Event[][], outcome: InboundOutcome): Promise<Event[][]> {
-    const stored: Event[][] = [];
+  private async appendRunByRun(runs: CarriedEvent[][], outcome: InboundOutcome): Promise<CarriedEvent[][]> {
+    const stored: CarriedEvent[][] = [];
     for (const run of runs) {
       try {
         outcome.appended.push(...(await this.deps.store.append({ events: run })));
@@ -406,9 +415,9 @@ export class Inbound {
 }
 
 /** Held events cut after each event that carries a signature: each piece can be checked alone. */
-function signedSegments(events: readonly Event[]): Event[][] {
-  const segments: Event[][] = [];
-  let current: Event[] = [];
+function signedSegments(events: readonly CarriedEvent[]): CarriedEvent[][] {
+  const segments: CarriedEvent[][] = [];
+  let current: CarriedEvent[] = [];
   for (const event of events) {
     current.push(event);
     if (event.signature.length > 0) {
@@ -421,11 +430,11 @@ function signedSegments(events: readonly Event[]): Event[][] {
 }
 
 function emptyOutcome(): InboundOutcome {
-  return { appended: [], duplicates: 0, refused: [], gaps: [], syncs: [] };
+  return { appended: [], duplicates: 0, refused: [], gaps: [], syncs: [], reforwarded: [] };
 }
 
 /** Records one refusal for `event` and the `count` events of its run from it on. */
-function refuse(outcome: InboundOutcome, code: EventErrorCode, why: string, event: Event, count: number): void {
+function refuse(outcome: InboundOutcome, code: EventErrorCode, why: string, event: CarriedEvent, count: number): void {
   const more = count > 1 ? ` and the ${count - 1} after it` : '';
   outcome.refused.push(new EventError(code, `${why} (chat ${event.chatId}, origin ${event.origin}, seq ${event.seq}${more})`));
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { Frame, EventBatch, BackfillAnswer, BackfillRequest, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
-import type { AuditEntry } from '../store/index.js';
+import type { Event } from '../proto/gen/trellis/v1/event.js';
+import type { Frame, EventBatch, BackfillAnswer, BackfillRequest, Forward, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
+import type { AuditEntry, CarriedEvent } from '../store/index.js';
 import type { Now } from './clock.js';
 import type { LinkTuning } from './config.js';
 import { knownPeerCode, LinkFailure, peerMessage, type LinkErrorCode } from './errors.js';
@@ -9,6 +10,7 @@ import type { LinkOpening } from './handshake.js';
 import type { ChainGap, Inbound, InboundOutcome } from './inbound.js';
 import type { Outbound } from './outbound.js';
 import { BATCH_EVENTS_MAX } from './limits.js';
+import { withForwards } from './queues/forwards.js';
 import { Notifier } from './serial.js';
 
 export { BATCH_EVENTS_MAX };
@@ -21,6 +23,8 @@ export interface LinkDeps {
   outbound: Outbound;
   /** Notified whenever this node appends events (a sender may have work). */
   appended: Notifier;
+  /** A transit (ETS, RTS, TTS) passes events on; a CTS stores them for itself. */
+  transit: boolean;
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
   /** What this node tells a peer first, before any event: its directory and what is reachable through it. */
   greeting(peerId: string): Frame[];
@@ -277,9 +281,14 @@ export class LinkSession {
     if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
     if (batch.lastLinkSeq < 1) throw new LinkFailure('unexpected-frame', 'batch without a link sequence');
     for (const event of batch.events) this.stats.bodyBytesReceived += event.body.length;
-    const outcome = await this.deps.inbound.accept(this.peerId, batch.events, { peerId: this.peerId, linkSeq: batch.lastLinkSeq });
+    const outcome = await this.deps.inbound.accept(this.peerId, this.carried(batch.events, batch.forwards), { peerId: this.peerId, linkSeq: batch.lastLinkSeq });
     await this.report(outcome);
     await this.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
+  }
+
+  /** A transit keeps what the peer asks it to pass on; any other node stores the events for itself alone. */
+  private carried(events: Event[], forwards: Forward[]): CarriedEvent[] {
+    return this.deps.transit ? withForwards(events, forwards) : events;
   }
 
   /** Tells the peer what was refused (the link stays up) and asks for what is missing. */
@@ -320,7 +329,7 @@ export class LinkSession {
   /** Stores a page, and asks for the next one while the peer says more follow. */
   private async onBackfillAnswer(answer: BackfillAnswer): Promise<void> {
     if (answer.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `backfill of ${answer.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
-    const outcome = await this.deps.inbound.accept(this.peerId, answer.events);
+    const outcome = await this.deps.inbound.accept(this.peerId, this.carried(answer.events, answer.forwards));
     const last = answer.events.at(-1);
     if (answer.more && last && last.chatId === answer.chatId && last.origin === answer.origin) {
       outcome.gaps.push({ chatId: answer.chatId, origin: answer.origin, fromSeq: last.seq + 1 });
@@ -367,7 +376,7 @@ export class LinkSession {
         this.stats.sendState = 'reading';
         const version = this.deps.appended.version;
         const batchNo = ++this.batchesRead;
-        const { events, scannedTo } = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
+        const { events, forwards, scannedTo } = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
         // A rewind during the read: what was read may lack the events of the destination that moved here.
         if (this.rewindTo !== undefined) continue;
         if (events.length === 0) {
@@ -383,7 +392,7 @@ export class LinkSession {
         position = events.at(-1)!.localSeq;
         this.unacked.push({ batchNo, linkSeq: position });
         this.stats.sendState = 'writing';
-        await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events } } });
+        await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events, forwards } } });
         this.stats.sentLinkSeq = position;
         this.stats.batchesSent += 1;
         this.stats.eventsSent += events.length;

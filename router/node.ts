@@ -176,6 +176,7 @@ export class TrellisNode extends EventEmitter {
       }),
       originKey: (origin) => this.originKey(origin),
       onAppended: (events) => this.onAppended(events),
+      onReforwarded: (events) => this.outbound.reforwarded(events),
       audit: (entry, key) => this.audit(entry, key),
     });
   }
@@ -387,6 +388,7 @@ export class TrellisNode extends EventEmitter {
         inbound: this.inbound,
         outbound: this.outbound,
         appended: this.appended,
+        transit: this.config.server.kind !== 'CTS',
         audit: (e) => this.audit(e),
         greeting: (peerId) => [this.directoryFrame(this.directory.records()), this.reachabilityFrame(peerId)],
         onDirectory: (peerId, records) => this.onDirectory(peerId, records),

@@ -27,9 +27,12 @@ function relayedChain(count: number, bodyBytes: number, signedAt: ReadonlySet<nu
   return events;
 }
 
-/** An Outbound whose every destination is its own next hop (all trusts direct and up). */
+/** Behind the peer, one hop further: reached only through it. */
+const FAR = 'server-far';
+
+/** An Outbound whose every destination is its own next hop (all trusts direct and up), but FAR, reached through PEER. */
 function relay(store: EventStore, transit: boolean): Outbound {
-  const routes = { nextHop: (destination: string) => destination, destinationsVia: () => [], version: 0 };
+  const routes = { nextHop: (destination: string) => (destination === FAR ? PEER : destination), destinationsVia: () => [], version: 0 };
   return new Outbound({ selfId: SELF, identity: identityFromSeed(Buffer.alloc(32, 1)), store, transit, routes, rewindAll: () => undefined });
 }
 
@@ -69,7 +72,8 @@ describe('the send path of a relay', () => {
   beforeAll(async () => {
     await cryptoReady();
     store = await openEmbeddedStore();
-    await store.append({ events: relayedChain(100, 64, new Set([30, 100])) });
+    // Brought by a hop that asked us to pass it on to PEER and FAR.
+    await store.append({ events: relayedChain(100, 64, new Set([30, 100])).map((event) => ({ ...event, forwardTo: [PEER, FAR] })) });
   });
   afterAll(() => store?.close());
 
@@ -79,6 +83,8 @@ describe('the send path of a relay', () => {
     const first = await outbound.batchFor(PEER, 0, 40);
     expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     expect(first.events.at(-1)!.signature.length).toBe(64);
+    // PEER is told to pass them on to FAR, which lies behind it; PEER itself needs no telling.
+    expect(first.forwards).toEqual([{ first: 0, count: 30, destinations: [FAR] }]);
     const second = await outbound.batchFor(PEER, first.events.at(-1)!.localSeq, 40);
     expect(second.events.map((e) => e.seq)).toEqual(Array.from({ length: 70 }, (_, i) => i + 31));
     // Nothing goes back to the origin, and a CTS (no transit) passes on no other origin's events.

@@ -1,10 +1,11 @@
 import { MEMBERSHIP_KINDS, signEventId, type Identity } from '../crypto/index.js';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
-import type { BackfillAnswer, BackfillRequest } from '../proto/gen/trellis/v1/link.js';
+import type { BackfillAnswer, BackfillRequest, Forward } from '../proto/gen/trellis/v1/link.js';
 import type { EventStore, StoredEvent } from '../store/index.js';
 import { chainKey } from './held-events.js';
 import { BATCH_EVENTS_MAX } from './limits.js';
 import { AppendTail } from './queues/append-tail.js';
+import { encodeForwards } from './queues/forwards.js';
 
 /** Chats whose servers and policy the send path keeps in memory; past it the cache starts over. */
 const CHATS_CACHED_MAX = 100_000;
@@ -43,9 +44,13 @@ export interface OutboundDeps {
 
 export interface OutboundBatch {
   events: StoredEvent[];
+  /** What the peer passes on, as a transit: per range of `events`, the destinations it answers for. */
+  forwards: Forward[];
   /** How far the read looked: with no events, the link may move its position here. */
   scannedTo: number;
 }
+
+const NONE: readonly string[] = [];
 
 interface ChatRouting {
   servers: readonly string[];
@@ -63,8 +68,8 @@ interface ChatRouting {
 export class Outbound {
   private tail: AppendTail | undefined;
   private readonly chats = new Map<string, ChatRouting>();
-  /** Next hops per (chat, origin), valid for one routes version. */
-  private readonly hops = new Map<string, ReadonlySet<string>>();
+  /** Per chat of ours: the destinations each next hop serves, valid for one routes version. */
+  private readonly hops = new Map<string, ReadonlyMap<string, readonly string[]>>();
   private hopsVersion = -1;
   private lastAppended = 0;
   /**
@@ -99,6 +104,13 @@ export class Outbound {
     }
   }
 
+  /** A stored event's destinations grew (a route moved onto us): every link looks at it again. */
+  reforwarded(events: ReadonlyArray<{ localSeq: number; forwardTo: readonly string[] }>): void {
+    if (events.length === 0) return;
+    for (const { localSeq, forwardTo } of events) this.tail?.setForwards(localSeq, forwardTo);
+    this.deps.rewindAll(Math.min(...events.map((event) => event.localSeq)) - 1);
+  }
+
   /** The next batch for a peer after a link position: from the tail, else from the store. */
   async batchFor(peerId: string, afterLinkSeq: number, limit: number): Promise<OutboundBatch> {
     const read = await this.read(peerId, afterLinkSeq, limit);
@@ -108,17 +120,25 @@ export class Outbound {
       return this.batchFor(peerId, afterLinkSeq, BATCH_EVENTS_MAX);
     }
     events = this.signRunEnds(events);
-    return { events, scannedTo: events.length > 0 ? events.at(-1)!.localSeq : read.events.length > 0 ? afterLinkSeq : read.scannedTo };
+    const scannedTo = events.length > 0 ? events.at(-1)!.localSeq : read.events.length > 0 ? afterLinkSeq : read.scannedTo;
+    return { events, forwards: await this.forwardsFor(peerId, events), scannedTo };
   }
 
-  private async read(peerId: string, after: number, limit: number): Promise<OutboundBatch> {
-    const wanted = (event: StoredEvent) => this.sendsTo(event, peerId);
+  /** For each event, the destinations the peer passes it on to: those it serves, but itself. */
+  private async forwardsFor(peerId: string, events: readonly StoredEvent[]): Promise<Forward[]> {
+    const sets: Array<readonly string[]> = [];
+    for (const event of events) sets.push((await this.servedBy(event, peerId)).filter((destination) => destination !== peerId));
+    return encodeForwards(sets);
+  }
+
+  private async read(peerId: string, after: number, limit: number): Promise<{ events: StoredEvent[]; scannedTo: number }> {
+    const wanted = async (event: StoredEvent) => (await this.servedBy(event, peerId)).length > 0;
     const recent = await this.tail?.after(after, limit, wanted);
     if (recent) return { events: recent.events, scannedTo: recent.scannedTo };
     // Everything up to here was committed before the query, so the query sees all of it.
     const appendedBefore = this.lastAppended;
     const servers = [...new Set([peerId, ...this.deps.routes.destinationsVia(peerId)])];
-    const read = await this.deps.store.outboundEvents(servers, after, limit);
+    const read = await this.deps.store.outboundEvents(this.deps.selfId, servers, after, limit);
     // What committed but has not been observed yet is judged next time, with the member lists it brings.
     const candidates = read.filter((event) => event.localSeq <= appendedBefore);
     const events: StoredEvent[] = [];
@@ -127,37 +147,47 @@ export class Outbound {
     return { events, scannedTo };
   }
 
-  /** Whether `peerId` is the next hop of this event toward one of its chat's servers (other than its origin and us). */
-  async sendsTo(event: StoredEvent, peerId: string): Promise<boolean> {
-    if (event.origin === peerId || (!this.deps.transit && event.origin !== this.deps.selfId)) return false;
-    const hops = await this.hopsOf(event.chatId, event.origin);
-    if (hops.size === 0 && (await this.routingOf(event.chatId)).servers.length === 0) {
-      this.unplaced.set(event.chatId, Math.min(this.unplaced.get(event.chatId) ?? Number.MAX_SAFE_INTEGER, event.localSeq));
-      if (this.unplaced.size > CHATS_CACHED_MAX) this.unplaced.delete(this.unplaced.keys().next().value!);
-    }
-    return hops.has(peerId);
+  /**
+   * The destinations of an event whose route runs through `peerId`: for our own events,
+   * the chat's servers; for another origin's, on a transit, the servers the hop that
+   * brought it named. An event whose destinations share a next hop crosses that link once.
+   */
+  async servedBy(event: StoredEvent, peerId: string): Promise<readonly string[]> {
+    if (event.origin === peerId) return NONE;
+    if (event.origin === this.deps.selfId) return (await this.ownHops(event)).get(peerId) ?? NONE;
+    if (!this.deps.transit || event.forwardTo.length === 0) return NONE;
+    const { policy } = await this.routingOf(event.chatId);
+    return event.forwardTo.filter((server) => server !== this.deps.selfId && server !== event.origin && this.deps.routes.nextHop(server, policy) === peerId);
   }
 
-  /** The next hops of a chain's events: one per link, however many destinations lie behind it. */
-  async hopsOf(chatId: string, origin: string): Promise<ReadonlySet<string>> {
+  /** Our own events of a chat: the destinations behind each next hop (cached until a route or the chat's members change). */
+  private async ownHops(event: StoredEvent): Promise<ReadonlyMap<string, readonly string[]>> {
     if (this.hopsVersion !== this.deps.routes.version) {
       this.hops.clear();
       this.hopsVersion = this.deps.routes.version;
     }
-    const key = chainKey(chatId, origin);
-    let hops = this.hops.get(key);
+    let hops = this.hops.get(event.chatId);
     if (!hops) {
-      const { servers, policy } = await this.routingOf(chatId);
-      const next = new Set<string>();
+      const { servers, policy } = await this.routingOf(event.chatId);
+      if (servers.length === 0) return this.passedOver(event);
+      const byHop = new Map<string, string[]>();
       for (const server of servers) {
-        if (server === this.deps.selfId || server === origin) continue;
+        if (server === this.deps.selfId) continue;
         const hop = this.deps.routes.nextHop(server, policy);
-        if (hop) next.add(hop);
+        if (hop) byHop.set(hop, [...(byHop.get(hop) ?? []), server]);
       }
       if (this.hops.size >= CHATS_CACHED_MAX) this.hops.clear();
-      this.hops.set(key, (hops = next));
+      this.hops.set(event.chatId, (hops = byHop));
     }
     return hops;
+  }
+
+  /** An own event of a chat whose members are not known yet: nothing to send now; remembered (not cached) for when they are. */
+  private passedOver(event: StoredEvent): ReadonlyMap<string, readonly string[]> {
+    this.unplaced.set(event.chatId, Math.min(this.unplaced.get(event.chatId) ?? Number.MAX_SAFE_INTEGER, event.localSeq));
+    if (this.unplaced.size > CHATS_CACHED_MAX) this.unplaced.delete(this.unplaced.keys().next().value!);
+    this.chats.delete(event.chatId);
+    return new Map();
   }
 
   private async routingOf(chatId: string): Promise<ChatRouting> {
@@ -176,12 +206,12 @@ export class Outbound {
    * or one that carries the chat for us (a transit): anyone else reads nothing of it.
    */
   async backfill(peerId: string, request: BackfillRequest): Promise<BackfillAnswer[] | undefined> {
-    const { servers } = await this.routingOf(request.chatId);
+    const { servers, policy } = await this.routingOf(request.chatId);
     if (servers.length === 0) return undefined;
-    if (!servers.includes(peerId) && !(await this.hopsOf(request.chatId, '')).has(peerId)) return undefined;
+    if (!servers.includes(peerId) && !servers.some((server) => this.deps.routes.nextHop(server, policy) === peerId)) return undefined;
     const origins = request.origin ? [request.origin] : await this.deps.store.chatOrigins(request.chatId);
     const answers: BackfillAnswer[] = [];
-    for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(request.chatId, origin, Math.max(1, request.fromSeq))) });
+    for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(peerId, request.chatId, origin, Math.max(1, request.fromSeq))) });
     return answers;
   }
 
@@ -191,7 +221,7 @@ export class Outbound {
    * event; when that leaves nothing, it runs on to the next signed event (one signature
    * covers at most one batch). `more` says events remain after the page.
    */
-  private async page(chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean }> {
+  private async page(peerId: string, chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean; forwards: Forward[] }> {
     const page = await this.deps.store.originEvents(chatId, origin, fromSeq, BACKFILL_PAGE_EVENTS_MAX + 1);
     let events = withinBudget(page.slice(0, BACKFILL_PAGE_EVENTS_MAX));
     if (origin !== this.deps.selfId) {
@@ -199,7 +229,8 @@ export class Outbound {
       if (events.length === 0 && page.length > 0) events = await this.throughNextSignature(chatId, origin, fromSeq);
     }
     const more = page.length > events.length;
-    return { events: this.signRunEnds(events).map(({ localSeq: _, ...event }) => event), more };
+    const forwards = await this.forwardsFor(peerId, events);
+    return { events: this.signRunEnds(events).map(({ localSeq: _, forwardTo: __, ...event }) => event), more, forwards };
   }
 
   private async throughNextSignature(chatId: string, origin: string, fromSeq: number): Promise<StoredEvent[]> {

@@ -79,10 +79,10 @@ describe('embedded event store', () => {
     const events = chain(A, 3);
     await store.append({ events });
     expect(await store.chatServers(CHAT)).toEqual([A, B]);
-    const outbound = await store.outboundEvents([B], 0, 10);
+    const outbound = await store.outboundEvents(A, [B], 0, 10);
     expect(outbound.map((e) => e.seq)).toEqual([1, 2, 3]);
-    expect(await store.outboundEvents([B], outbound[1]!.localSeq, 10)).toHaveLength(1);
-    expect(await store.outboundEvents(['server-c'], 0, 10)).toHaveLength(0);
+    expect(await store.outboundEvents(A, [B], outbound[1]!.localSeq, 10)).toHaveLength(1);
+    expect(await store.outboundEvents(A, ['server-c'], 0, 10)).toHaveLength(0);
   });
 
   it('holds events beyond a gap per peer, reads back only what follows a seq, and drops what was placed', async () => {

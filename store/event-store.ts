@@ -2,9 +2,17 @@ import { Event } from '../proto/gen/trellis/v1/event.js';
 import { logDigest, MEMBERSHIP_KINDS } from '../crypto/index.js';
 import type { SqlDriver, SqlRunner } from './driver.js';
 
+/**
+ * An event as a transit receives it: with the destination servers it is to pass the event
+ * on to (named by the hop that brought it; absent: the event is for this node alone).
+ */
+export type CarriedEvent = Event & { forwardTo?: readonly string[] };
+
 /** A stored event with this node's append position (the link sequence it is sent by). */
 export interface StoredEvent extends Event {
   localSeq: number;
+  /** The destinations this node passes it on to, as a transit (events.forward_to). */
+  forwardTo: readonly string[];
 }
 
 export interface ChainHead {
@@ -14,13 +22,13 @@ export interface ChainHead {
 
 export interface AppendRequest {
   /** Checked events, each (chat, origin) run in chain order and following its stored head. */
-  events: readonly Event[];
+  events: readonly CarriedEvent[];
   /** The peer's link position these events bring us to; stored in the same transaction. */
   cursor?: { peerId: string; linkSeq: number };
 }
 
 export interface HeldEvent {
-  event: Event;
+  event: CarriedEvent;
   /** The peer that brought it. */
   peer: string;
 }
@@ -72,8 +80,13 @@ export interface EventStore {
   /** Appends atomically with the cursor; an event already stored is skipped. Returns what was new. */
   append(request: AppendRequest): Promise<StoredEvent[]>;
   head(chatId: string, origin: string): Promise<ChainHead | undefined>;
-  /** Events of any origin, after a local seq, of chats with members on any of `servers` (a next hop's destinations). */
-  outboundEvents(servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
+  /**
+   * What may go to a next hop whose destinations are `servers`: our own events of chats
+   * with members on any of them, and events we pass on to any of them, after a local seq.
+   */
+  outboundEvents(self: string, servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
+  /** Adds destinations to pass stored events on to (a route moved onto us); answers the events whose set grew. */
+  addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>): Promise<Array<{ localSeq: number; forwardTo: string[] }>>;
   /** One origin's events of a chat from `fromSeq` on, in chain order (backfill answers). */
   originEvents(chatId: string, origin: string, fromSeq: number, limit: number): Promise<StoredEvent[]>;
   /** A chat's events in canonical order: (hybrid timestamp, origin, origin seq). */
@@ -108,7 +121,7 @@ export interface EventStore {
   /** Keeps authentic events that cannot be placed yet, counted against the peer that brought them; returns what was new. */
   hold(events: readonly HeldEvent[]): Promise<HeldRow[]>;
   /** Held events of a chain after `afterSeq`, in seq order: read only when the first of them can be placed. */
-  heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<Event[]>;
+  heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<CarriedEvent[]>;
   /** Drops a chain's held events up to `uptoSeq` (placed, or overtaken); says what went and what is held next. */
   dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }>;
   /** Held events per (chain, peer): loaded once at start for the held bounds. */
@@ -141,6 +154,7 @@ interface EventRow {
   body: string;
   signature: string | null;
   routing_policy: number;
+  forward_to: string[];
 }
 
 /**
@@ -148,7 +162,7 @@ interface EventRow {
  * results over several times slower than text (bench: PGlite read-back).
  */
 const EVENT_COLUMNS = (alias = '') =>
-  ['local_seq', 'chat_id', 'origin', 'seq', 'hlc_ms', 'hlc_counter', 'sender_user', 'sender_device', 'kind', 'members', 'routing_policy']
+  ['local_seq', 'chat_id', 'origin', 'seq', 'hlc_ms', 'hlc_counter', 'sender_user', 'sender_device', 'kind', 'members', 'routing_policy', 'forward_to']
     .map((column) => `${alias}${column}`)
     .concat(['id', 'prev', 'body', 'signature'].map((column) => `encode(${alias}${column}, 'base64') as ${column}`))
     .join(', ');
@@ -174,6 +188,7 @@ function fromRow(row: EventRow): StoredEvent {
     body: fromBase64(row.body),
     signature: row.signature ? fromBase64(row.signature) : Buffer.alloc(0),
     routingPolicy: row.routing_policy,
+    forwardTo: row.forward_to,
   };
 }
 
@@ -200,27 +215,29 @@ export function serverOfMember(member: string): string {
  */
 const APPEND_EVENTS = `
 with appended as (
-  insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy)
+  insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to)
   select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
-         kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea), routing_policy
+         kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea), routing_policy, forward_to::jsonb
   from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
-              $10::int[], $11::text[], $12::text[], $13::text[], $14::int[])
-    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy)
+              $10::int[], $11::text[], $12::text[], $13::text[], $14::int[], $15::text[])
+    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to)
   on conflict do nothing
   returning local_seq, id
 ), cursor as (
-  insert into link_cursors (peer_id, stored_link_seq) select $15::text, $16::bigint where $15::text is not null
+  insert into link_cursors (peer_id, stored_link_seq) select $16::text, $17::bigint where $16::text is not null
   on conflict (peer_id) do update set stored_link_seq = greatest(link_cursors.stored_link_seq, excluded.stored_link_seq)
 )
 select local_seq, encode(id, 'base64') as id from appended`;
 
-function insertParams(events: readonly Event[]): unknown[][] {
-  const columns: unknown[][] = Array.from({ length: 14 }, () => []);
+const NO_FORWARDS = '[]';
+
+function insertParams(events: readonly CarriedEvent[]): unknown[][] {
+  const columns: unknown[][] = Array.from({ length: 15 }, () => []);
   for (const e of events) {
     const values = [
       e.id.toString('base64'), e.chatId, e.origin, e.seq, e.prev.toString('base64'), e.hlcMs, e.hlcCounter,
       e.senderUser, e.senderDevice, e.kind, JSON.stringify(e.members), e.body.toString('base64'), e.signature.toString('base64'),
-      e.routingPolicy,
+      e.routingPolicy, e.forwardTo?.length ? JSON.stringify(e.forwardTo) : NO_FORWARDS,
     ];
     values.forEach((value, column) => columns[column]!.push(value));
   }
@@ -270,7 +287,7 @@ export class SqlEventStore implements EventStore {
     const appended: StoredEvent[] = [];
     for (const event of request.events) {
       const localSeq = localSeqById.get(event.id.toString('base64'));
-      if (localSeq !== undefined) appended.push({ ...event, localSeq });
+      if (localSeq !== undefined) appended.push({ ...event, localSeq, forwardTo: event.forwardTo ?? [] });
     }
     return appended;
   }
@@ -301,15 +318,31 @@ export class SqlEventStore implements EventStore {
     return row && { seq: row.seq, id: asBuffer(row.id) };
   }
 
-  async outboundEvents(servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]> {
+  async outboundEvents(self: string, servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]> {
     if (servers.length === 0) return [];
     const rows = await this.db.query<EventRow>(
       `select ${EVENT_COLUMNS('e.')} from events e
-       where e.local_seq > $2 and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = any($1::text[]))
+       where e.local_seq > $2
+         and ((e.origin = $4 and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = any($1::text[])))
+              or e.forward_to ?| $1::text[])
        order by e.local_seq limit $3`,
-      [servers, afterLinkSeq, limit],
+      [servers, afterLinkSeq, limit, self],
     );
     return rows.map(fromRow);
+  }
+
+  async addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>): Promise<Array<{ localSeq: number; forwardTo: string[] }>> {
+    if (events.length === 0) return [];
+    const rows = await this.db.query<{ local_seq: number; forward_to: string[] }>(
+      `update events e set forward_to = (
+         select coalesce(jsonb_agg(distinct d), '[]'::jsonb)
+         from (select jsonb_array_elements_text(e.forward_to) as d union select jsonb_array_elements_text(t.forward_to::jsonb)) all_destinations)
+       from unnest($1::text[], $2::text[]) as t(id, forward_to)
+       where e.id = decode(t.id, 'base64') and not (e.forward_to @> t.forward_to::jsonb)
+       returning e.local_seq, e.forward_to`,
+      [events.map((event) => Buffer.from(event.id).toString('base64')), events.map((event) => JSON.stringify(event.forwardTo))],
+    );
+    return rows.map((row) => ({ localSeq: Number(row.local_seq), forwardTo: row.forward_to }));
   }
 
   async originEvents(chatId: string, origin: string, fromSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -425,9 +458,9 @@ export class SqlEventStore implements EventStore {
     if (held.length === 0) return [];
     const encoded = held.map(({ event }) => Buffer.from(Event.encode(event).finish()));
     const rows = await this.db.query<{ chat_id: string; origin: string; seq: number; peer: string; bytes: number }>(
-      `insert into pending_events (chat_id, origin, seq, event, peer, bytes)
-       select chat_id, origin, seq, decode(event, 'base64'), peer, bytes
-       from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[]) as t(chat_id, origin, seq, event, peer, bytes)
+      `insert into pending_events (chat_id, origin, seq, event, peer, bytes, forward_to)
+       select chat_id, origin, seq, decode(event, 'base64'), peer, bytes, forward_to::jsonb
+       from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[]) as t(chat_id, origin, seq, event, peer, bytes, forward_to)
        on conflict do nothing
        returning chat_id, origin, seq, peer, bytes`,
       [
@@ -437,17 +470,18 @@ export class SqlEventStore implements EventStore {
         encoded.map((bytes) => bytes.toString('base64')),
         held.map(({ peer }) => peer),
         encoded.map((bytes) => bytes.length),
+        held.map(({ event }) => (event.forwardTo?.length ? JSON.stringify(event.forwardTo) : NO_FORWARDS)),
       ],
     );
     return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, seq: Number(row.seq), peer: row.peer, bytes: row.bytes }));
   }
 
-  async heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<Event[]> {
-    const rows = await this.db.query<{ event: Uint8Array }>(
-      'select event from pending_events where chat_id = $1 and origin = $2 and seq > $3 order by seq limit $4',
+  async heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<CarriedEvent[]> {
+    const rows = await this.db.query<{ event: Uint8Array; forward_to: string[] }>(
+      'select event, forward_to from pending_events where chat_id = $1 and origin = $2 and seq > $3 order by seq limit $4',
       [chatId, origin, afterSeq, limit],
     );
-    return rows.map((row) => Event.decode(row.event));
+    return rows.map((row) => (row.forward_to.length > 0 ? { ...Event.decode(row.event), forwardTo: row.forward_to } : Event.decode(row.event)));
   }
 
   async dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }> {

@@ -3,6 +3,7 @@ export { StoreError, type StoreErrorCode } from './errors.js';
 export {
   type EventStore,
   type StoredEvent,
+  type CarriedEvent,
   type ChainHead,
   type ChatSummary,
   type AppendRequest,

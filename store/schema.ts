@@ -29,6 +29,8 @@ export const events = pgTable(
     signature: bytea('signature'),
     // Set on chat-created only (0: the default policy).
     routingPolicy: integer('routing_policy').notNull().default(0),
+    /** On a transit: the destination servers it answers for, as the hop that brought the event named them. */
+    forwardTo: jsonb('forward_to').$type<string[]>().notNull().default([]),
   },
   (t) => [
     unique('events_id_key').on(t.id),
@@ -54,6 +56,8 @@ export const pendingEvents = pgTable(
     peer: text('peer').notNull().default(''),
     /** Encoded size, counted against the byte bounds. */
     bytes: integer('bytes').notNull().default(0),
+    /** What the event is to be passed on to, once placed (see events.forward_to). */
+    forwardTo: jsonb('forward_to').$type<string[]>().notNull().default([]),
   },
   (t) => [primaryKey({ columns: [t.chatId, t.origin, t.seq] })],
 );

@@ -70,7 +70,7 @@ describe('bad input on the trust port never takes the node down', () => {
   it('answers frames of the wrong kind with a typed error and closes the stream', async () => {
     const rogue = await RoguePeer.attach(pair.a);
     const early = rogue.open();
-    await early.channel.send({ kind: { $case: 'batch', value: { lastLinkSeq: 1, events: [] } } });
+    await early.channel.send({ kind: { $case: 'batch', value: { lastLinkSeq: 1, events: [], forwards: [] } } });
     const first = await early.channel.next(5_000);
     expect(first?.kind?.$case === 'error' && first.kind.value).toMatchObject({ code: 'unexpected-frame', fatal: true });
     expect(await early.channel.next(5_000)).toBeUndefined();

@@ -50,6 +50,13 @@ export class AppendTail {
     return { events, scannedTo };
   }
 
+  /** A stored event was given more destinations to pass it on to: the tail's copy follows. */
+  setForwards(localSeq: number, forwardTo: readonly string[]): void {
+    const index = this.firstAfter(localSeq - 1);
+    const event = this.events[index];
+    if (index >= this.start && event?.localSeq === localSeq) this.events[index] = { ...event, forwardTo };
+  }
+
   private firstAfter(localSeq: number): number {
     let low = this.start;
     let high = this.events.length;

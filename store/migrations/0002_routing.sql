@@ -10,4 +10,6 @@ CREATE TABLE "server_records" (
 );
 --> statement-breakpoint
 ALTER TABLE "chats" ADD COLUMN "routing_policy" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
-ALTER TABLE "events" ADD COLUMN "routing_policy" integer DEFAULT 0 NOT NULL;
+ALTER TABLE "events" ADD COLUMN "routing_policy" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
+ALTER TABLE "events" ADD COLUMN "forward_to" jsonb DEFAULT '[]'::jsonb NOT NULL;--> statement-breakpoint
+ALTER TABLE "pending_events" ADD COLUMN "forward_to" jsonb DEFAULT '[]'::jsonb NOT NULL;

@@ -174,7 +174,7 @@ export class RogueLink {
   /** Sends events as the next batch of our link stream; returns its link sequence. */
   async sendBatch(events: Event[]): Promise<number> {
     this.linkSeq += 1;
-    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events } } });
+    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events, forwards: [] } } });
     return this.linkSeq;
   }
 
