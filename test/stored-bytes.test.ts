@@ -1,23 +1,8 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { createdDraft, messageDraft, newChat, readMessage } from './support/devices.js';
 import { TestPair, waitForConvergence } from './support/federation.js';
-
-function* filesUnder(dir: string): Generator<string> {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) yield* filesUnder(path);
-    else yield path;
-  }
-}
-
-/** Every file of a node's data directory that contains `needle`. */
-function filesContaining(dir: string, needle: string): string[] {
-  const bytes = Buffer.from(needle, 'utf8');
-  return [...filesUnder(dir)].filter((file) => readFileSync(file).includes(bytes));
-}
+import { filesContaining } from './support/files.js';
 
 let pair: TestPair | undefined;
 afterEach(async () => {

@@ -9,6 +9,9 @@ import { FAST_LINK, freePort, LogCapture, waitFor } from './federation.js';
 
 export const FEDERATION_FIXTURES = 'fixtures/federation';
 
+/** A reference chat as its member devices hold it, with a sender (user@id) per member server. */
+export type FederationChat = TestChat & { name: string; creator: string; sender: Map<string, string> };
+
 export interface FederationOptions {
   /** Keep each node's log on disk, so a node can be stopped and started again. */
   persistent?: boolean;
@@ -96,7 +99,7 @@ export class ReferenceFederation {
   }
 
   /** A reference chat with its members' ids, created on its first member's server. */
-  async createChat(chat: ReferenceChat): Promise<TestChat & { creator: string; sender: Map<string, string> }> {
+  async createChat(chat: ReferenceChat): Promise<FederationChat> {
     const sender = new Map<string, string>();
     const members = chat.members.map(({ user, server }) => {
       const member = `${user}@${this.id(server)}`;
@@ -106,7 +109,7 @@ export class ReferenceFederation {
     const device = newChat(members, chat.policy);
     const creator = chat.members[0]!.server;
     await this.node(creator).post(createdDraft(device, sender.get(creator)!, chat.name));
-    return { ...device, creator, sender };
+    return { ...device, name: chat.name, creator, sender };
   }
 
   /** The servers of a chat, by name. */
