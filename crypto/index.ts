@@ -27,6 +27,7 @@ export {
   EVENT_BODY_BYTES_MAX,
   EVENT_ID_BYTES,
   EVENT_KIND_MAX,
+  EVENT_TEXT_FIELD_CHARS_MAX,
 } from './event.js';
 export { cryptoReady, newChatKey, sealBody, openBody, CHAT_KEY_BYTES } from './body.js';
 export { signServerRecord, verifyServerRecord } from './server-record.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { loadConfig, parseConfig, upstreamOf, type NodeConfig, type TrustConfig } from './config.js';
+import { loadConfig, parseConfig, parseTrust, upstreamOf, type NodeConfig, type TrustConfig } from './config.js';
 
 const SELF = '6f1c2a9e-3b7d-4e52-9a4f-0c8d1e2f3a41';
 const PEER = '0b7e4d3c-8a21-4f6e-b5c9-7d2e1f0a9b82';
@@ -263,5 +263,32 @@ describe('the reference federation (fixtures/federation)', () => {
         expect(trust.status, link).toBe('enabled');
       }
     }
+  });
+});
+
+describe('a trust given while the node runs (parseTrust)', () => {
+  const cts = parseConfig(valid());
+  const trust = { server_id: OTHER, name: 'cts-c', endpoint: '127.0.0.3:5001', token_for_accepting: ACCEPT, token_for_connecting: CONNECT };
+
+  it('takes what a trust in the config takes, with its defaults and derived role', () => {
+    const parsed = parseTrust(cts, trust);
+    expect(parsed).toEqual({ ok: true, trust: { ...trust, kind: 'CTS', status: 'enabled', allow_trust_search: false, role: 'partner' } });
+    const rts = parseConfig({ ...valid(), server: { id: SELF, name: 'rts', kind: 'RTS' } });
+    expect(parseTrust(rts, { ...trust, kind: 'ETS' })).toMatchObject({ ok: true, trust: { role: 'downstream' } });
+    expect(parseTrust(cts, { ...trust, kind: 'TTS' })).toMatchObject({ ok: true, trust: { role: 'transit' } });
+  });
+
+  it('names each field that is wrong, as the config would', () => {
+    const refused = (raw: unknown) => {
+      const parsed = parseTrust(cts, raw);
+      return parsed.ok ? [] : parsed.problems;
+    };
+    expect(refused({ ...trust, token_for_accepting: 'short' })).toEqual([expect.stringMatching(/^token_for_accepting: must be at least 16 characters/)]);
+    expect(refused({ ...trust, server_id: 'nope' })).toEqual(['server_id: must be the remote server id, a UUID']);
+    expect(refused({ ...trust, server_id: SELF })).toEqual(['server_id: is this server itself']);
+    expect(refused({ ...trust, kind: 'RTS' })).toEqual([expect.stringMatching(/^kind: a CTS trusts partner CTS or TTS servers/)]);
+    expect(refused({ ...trust, endpoint: 'cts-c.example.com:5001' })).toEqual([expect.stringMatching(/^endpoint: is not a loopback address/)]);
+    expect(parseTrust({ ...cts, allow_plaintext: true }, { ...trust, endpoint: 'cts-c.example.com:5001' }).ok).toBe(true);
+    expect(refused({ ...trust, identity_key: 'AAAA' })).toEqual([expect.stringMatching(/^identity_key: must be a 32-byte Ed25519 public key/)]);
   });
 });

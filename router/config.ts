@@ -178,23 +178,26 @@ function checkUpstream(config: RawConfig, issue: Issue): void {
   if (host && !config.tls && !config.allow_plaintext && !isLoopback(host)) issue([`${prefix}_host`], NOT_LOOPBACK);
 }
 
+/** Why a server of `serverKind` may not hold a trust of `trustKind` (its upstream aside), if it may not. */
+function trustKindProblem(serverKind: RawConfig['server']['kind'], trustKind: TrustConfig['kind']): string | undefined {
+  switch (serverKind) {
+    case 'CTS':
+      if (trustKind === 'ETS' || trustKind === 'RTS') return `a CTS trusts partner CTS or TTS servers; its ${trustKind} is its upstream: the upstream goes in rts_* / ets_*`;
+      return undefined;
+    case 'ETS':
+      if (trustKind === 'RTS') return "an ETS trusts its CTS or TTS servers; its RTS is its upstream: the upstream goes in rts_*";
+      if (trustKind === 'ETS') return 'an ETS trusts its CTS or TTS servers, not another ETS';
+      return undefined;
+    case 'RTS':
+      return trustKind === 'RTS' ? 'an RTS trusts ETS, CTS or TTS servers, not another RTS' : undefined;
+  }
+}
+
 /** Which trusts a server of each kind may hold (its upstream aside), and why not the others. */
 function checkTrustKinds(config: RawConfig, issue: Issue): void {
   config.trusts.forEach((trust, index) => {
-    const path = ['trusts', index, 'kind'];
-    switch (config.server.kind) {
-      case 'CTS':
-        if (trust.kind === 'ETS' || trust.kind === 'RTS')
-          issue(path, `a CTS trusts partner CTS or TTS servers; its ${trust.kind} is its upstream: the upstream goes in rts_* / ets_*`);
-        break;
-      case 'ETS':
-        if (trust.kind === 'RTS') issue(path, "an ETS trusts its CTS or TTS servers; its RTS is its upstream: the upstream goes in rts_*");
-        if (trust.kind === 'ETS') issue(path, 'an ETS trusts its CTS or TTS servers, not another ETS');
-        break;
-      case 'RTS':
-        if (trust.kind === 'RTS') issue(path, 'an RTS trusts ETS, CTS or TTS servers, not another RTS');
-        break;
-    }
+    const problem = trustKindProblem(config.server.kind, trust.kind);
+    if (problem) issue(['trusts', index, 'kind'], problem);
   });
 }
 
@@ -298,6 +301,26 @@ export function parseConfig(document: unknown, source = 'config'): NodeConfig {
   const result = configSchema.safeParse(document);
   if (!result.success) throw new ConfigError(source, result.error.issues.map((i) => `${describePath(i.path)}: ${i.message}`));
   return result.data;
+}
+
+export type ParsedTrust = { ok: true; trust: TrustConfig } | { ok: false; problems: string[] };
+
+/**
+ * One trust given while the node runs (the admin service), held to the rules a trust in
+ * the config file meets: the same schema, not this server itself, a kind this server may
+ * trust, a loopback endpoint unless tls or allow_plaintext is set. The role is derived as
+ * for the config's trusts. Problems read 'field: problem'.
+ */
+export function parseTrust(config: Pick<NodeConfig, 'server' | 'tls' | 'allow_plaintext'>, raw: unknown): ParsedTrust {
+  const result = trustSchema.safeParse(raw);
+  if (!result.success) return { ok: false, problems: result.error.issues.map((i) => `${describePath(i.path)}: ${i.message}`) };
+  const trust = result.data;
+  const problems: string[] = [];
+  if (trust.server_id === config.server.id) problems.push('server_id: is this server itself');
+  const kindProblem = trustKindProblem(config.server.kind, trust.kind);
+  if (kindProblem) problems.push(`kind: ${kindProblem}`);
+  if (trust.endpoint && !config.tls && !config.allow_plaintext && !isLoopback(trust.endpoint)) problems.push(`endpoint: ${NOT_LOOPBACK}`);
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, trust: { ...trust, role: roleOf(config.server.kind, trust.kind) } };
 }
 
 function resolvePaths(config: NodeConfig, baseDir: string): NodeConfig {

@@ -11,7 +11,7 @@ export {
   type DestinationQueue,
 } from './inspect.js';
 export { type RouteCandidate, type PathClass, type ServerKind } from './routing/index.js';
-export { loadConfig, parseConfig, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
+export { loadConfig, parseConfig, parseTrust, type ParsedTrust, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
 export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';

@@ -329,7 +329,7 @@ export class LinkSession {
   /** Stores a page, and asks for the next one while the peer says more follow. */
   private async onBackfillAnswer(answer: BackfillAnswer): Promise<void> {
     if (answer.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `backfill of ${answer.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
-    const outcome = await this.deps.inbound.accept(this.peerId, this.carried(answer.events, answer.forwards));
+    const outcome = await this.deps.inbound.accept(this.peerId, answer.events);
     const last = answer.events.at(-1);
     if (answer.more && last && last.chatId === answer.chatId && last.origin === answer.origin) {
       outcome.gaps.push({ chatId: answer.chatId, origin: answer.origin, fromSeq: last.seq + 1 });

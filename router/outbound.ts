@@ -202,7 +202,8 @@ export class Outbound {
 
   /**
    * Backfill for a peer that found a gap in one origin's chain, or (empty origin) that
-   * lacks a whole chat: a page per origin asked. Only for a peer with members in the chat
+   * lacks a whole chat: a page per origin asked. Pages name nothing to pass on: what a
+   * transit must forward comes in the link stream, which resends it after a route moves. Only for a peer with members in the chat
    * or one that carries the chat for us (a transit): anyone else reads nothing of it.
    */
   async backfill(peerId: string, request: BackfillRequest): Promise<BackfillAnswer[] | undefined> {
@@ -211,7 +212,7 @@ export class Outbound {
     if (!servers.includes(peerId) && !servers.some((server) => this.deps.routes.nextHop(server, policy) === peerId)) return undefined;
     const origins = request.origin ? [request.origin] : await this.deps.store.chatOrigins(request.chatId);
     const answers: BackfillAnswer[] = [];
-    for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(peerId, request.chatId, origin, Math.max(1, request.fromSeq))) });
+    for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(request.chatId, origin, Math.max(1, request.fromSeq))) });
     return answers;
   }
 
@@ -221,7 +222,7 @@ export class Outbound {
    * event; when that leaves nothing, it runs on to the next signed event (one signature
    * covers at most one batch). `more` says events remain after the page.
    */
-  private async page(peerId: string, chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean; forwards: Forward[] }> {
+  private async page(chatId: string, origin: string, fromSeq: number): Promise<{ events: Event[]; more: boolean }> {
     const page = await this.deps.store.originEvents(chatId, origin, fromSeq, BACKFILL_PAGE_EVENTS_MAX + 1);
     let events = withinBudget(page.slice(0, BACKFILL_PAGE_EVENTS_MAX));
     if (origin !== this.deps.selfId) {
@@ -229,8 +230,7 @@ export class Outbound {
       if (events.length === 0 && page.length > 0) events = await this.throughNextSignature(chatId, origin, fromSeq);
     }
     const more = page.length > events.length;
-    const forwards = await this.forwardsFor(peerId, events);
-    return { events: this.signRunEnds(events).map(({ localSeq: _, forwardTo: __, ...event }) => event), more, forwards };
+    return { events: this.signRunEnds(events).map(({ localSeq: _, forwardTo: __, ...event }) => event), more };
   }
 
   private async throughNextSignature(chatId: string, origin: string, fromSeq: number): Promise<StoredEvent[]> {

@@ -20,7 +20,7 @@ describe('trellis CLI', () => {
   it('answers --help for the program and for every command', async () => {
     const top = await run('--help');
     expect(top.code).toBe(0);
-    for (const command of ['start', 'check', 'keygen', 'token', 'demo']) expect(top.out).toContain(command);
+    for (const command of ['start', 'check', 'keygen', 'token', 'demo', 'graph', 'route', 'links', 'trust']) expect(top.out).toContain(command);
     expect(top.out).toContain('Exit codes');
     for (const command of ['start', 'check', 'keygen', 'token', 'demo']) {
       const help = await run(command, '--help');
@@ -36,7 +36,7 @@ describe('trellis CLI', () => {
     const missing = await run('start');
     expect(missing.code).toBe(EXIT_USAGE);
     expect(missing.err).toContain('--config');
-    const badCount = await run('demo', '--events', 'lots');
+    const badCount = await run('demo', '--messages', 'lots');
     expect(badCount.code).toBe(EXIT_USAGE);
     expect(badCount.err).toContain('must be a whole number');
   });

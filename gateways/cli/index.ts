@@ -1,14 +1,16 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { startAdminServer, type AdminServer } from '../admin/index.js';
 import { loadConfig, TrellisNode, upstreamOf, type NodeConfig } from '../../router/index.js';
-import { runDemo } from './demo.js';
+import { addAdminCommands } from './admin-commands.js';
+import { runDemo } from '../demo/index.js';
 import { exitCodeOf, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import { newToken, writeIdentityKey } from './keys.js';
 
 export { CliError, exitCodeOf, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
 
-/** Demo size bounds: enough to show batching, small enough to finish in seconds. */
-const DEMO_EVENTS_DEFAULT = 1_000;
-const DEMO_EVENTS_MAX = 100_000;
+/** Demo size bounds: enough to show every route and its latency, small enough to finish in seconds. */
+const DEMO_MESSAGES_DEFAULT = 25;
+const DEMO_MESSAGES_MAX = 10_000;
 
 export interface CliIo {
   out: (line: string) => void;
@@ -20,7 +22,7 @@ Exit codes:
   0   done
   1   failed at run time (see the message)
   64  bad command line
-  69  the store could not be opened
+  69  the store could not be opened, or no node answers at the admin address
   73  a file could not be created
   78  the configuration is invalid (the message names the key)`;
 
@@ -45,14 +47,27 @@ function topologyLines(config: NodeConfig): string[] {
   ];
 }
 
-/** Runs the node until SIGINT or SIGTERM, then stops it cleanly (links closed, store closed). */
+/**
+ * Runs the node, and its admin service when admin.listen is set, until SIGINT or SIGTERM;
+ * then stops both cleanly (admin service, links, store).
+ */
 async function start(configFile: string, io: CliIo): Promise<void> {
-  const node = await TrellisNode.start(loadConfig(configFile));
+  const config = loadConfig(configFile);
+  const node = await TrellisNode.start(config);
+  let admin: AdminServer | undefined;
+  try {
+    admin = config.admin ? await startAdminServer(node, config.admin.listen) : undefined;
+  } catch (error) {
+    await node.stop();
+    throw error;
+  }
+  if (admin) io.out(`admin service on ${admin.address} (loopback only): trellis graph --admin ${admin.address}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  io.err('stopping: closing links and the store');
+  io.err('stopping: closing the admin service, links and the store');
+  await admin?.stop();
   await node.stop();
 }
 
@@ -99,15 +114,24 @@ function program(io: CliIo): Command {
 
   cli
     .command('demo')
-    .description('start the servers of a fixtures folder in this process, exchange a chat between them, and check that every log ends equal')
-    .option('--fixtures <folder>', 'one YAML config per server', 'fixtures/pair')
-    .option('-n, --events <count>', `messages posted on each server (at most ${DEMO_EVENTS_MAX})`, positiveInt(DEMO_EVENTS_MAX), DEMO_EVENTS_DEFAULT)
+    .description('run the reference federation (RTS, ETS and four CTS) in this process: post end-to-end encrypted messages in every chat, cut and restore the partner trust, and check that every member server ends with the same log')
+    .option('--fixtures <folder>', 'the reference federation\'s configs, one YAML per server', 'fixtures/federation')
+    .option('-n, --messages <count>', `messages each member server posts into each chat (at most ${DEMO_MESSAGES_MAX})`, positiveInt(DEMO_MESSAGES_MAX), DEMO_MESSAGES_DEFAULT)
     .option('--log-file <file>', 'where the nodes\' structured logs go', 'data/demo.log')
-    .action(async (options: { fixtures: string; events: number; logFile: string }) =>
-      runDemo({ fixtures: options.fixtures, eventsPerServer: options.events, logFile: options.logFile, print: io.out }),
+    .addHelpText('after', '\nThe same servers start one by one with: trellis start --config fixtures/federation/<name>.yaml')
+    .action(async (options: { fixtures: string; messages: number; logFile: string }) =>
+      runDemo({ fixtures: options.fixtures, messages: options.messages, logFile: options.logFile, print: io.out }),
     );
 
-  for (const command of cli.commands) command.exitOverride().configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) });
+  addAdminCommands(cli, io);
+
+  const configure = (commands: readonly Command[]): void => {
+    for (const command of commands) {
+      command.exitOverride().configureOutput({ writeOut: (t) => io.out(t.trimEnd()), writeErr: (t) => io.err(t.trimEnd()) });
+      configure(command.commands);
+    }
+  };
+  configure(cli.commands);
   return cli;
 }
 
