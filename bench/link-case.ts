@@ -9,7 +9,7 @@ import { createdDraft, messageDraft, newChat, type DeviceChat } from '../gateway
 import type { StoredEvent } from '../store/index.js';
 import { percentile, sharedNowMs } from './clock.js';
 import { machineBusyMs } from './cpu.js';
-import type { AppendReport, LinkedPair } from './pair.js';
+import type { AppendReport, Hops, LinkedChain } from './chain.js';
 
 export interface CaseSpec {
   name: string;
@@ -25,6 +25,8 @@ export interface CaseSpec {
 
 export interface CaseResult {
   name: string;
+  /** Trust links between the origin and the destination. */
+  hops: Hops;
   bodyBytes: number;
   events: number;
   inFlightMax: number;
@@ -44,6 +46,8 @@ export interface CaseResult {
   /** Share of one core each server's process used from the first post to the last peer append: near 1, it is CPU-bound. */
   originBusy: number;
   peerBusy: number;
+  /** The transits' processes together (0 for one hop). */
+  transitsBusy: number;
   /** Cores' worth of CPU other processes on the machine used meanwhile (undefined without /proc/stat): above ~0.1 the figures are low. */
   otherBusy: number | undefined;
 }
@@ -53,7 +57,7 @@ export class PeerArrivals {
   private readonly byChat = new Map<string, Map<number, number>>();
   private wake: (() => void) | undefined;
 
-  constructor(pair: LinkedPair) {
+  constructor(pair: LinkedChain) {
     pair.onPeerAppended((report) => this.record(report));
   }
 
@@ -127,7 +131,7 @@ interface Offered {
  * requests one poll returns. Posting from promise callbacks instead would never yield
  * to the event loop and starve the node's own I/O (its link) while the run lasts.
  */
-async function offer(pair: LinkedPair, drafts: EventDraft[], spec: CaseSpec, deadlineMs: number): Promise<Offered> {
+async function offer(pair: LinkedChain, drafts: EventDraft[], spec: CaseSpec, deadlineMs: number): Promise<Offered> {
   const postedAt = new Map<number, number>();
   const inFlight = new InFlight();
   const posts: Array<Promise<void>> = [];
@@ -166,7 +170,7 @@ async function offer(pair: LinkedPair, drafts: EventDraft[], spec: CaseSpec, dea
 }
 
 /** Counts the origin's transactions that hold events of the chat: it emits 'appended' once per commit. */
-function countCommits(pair: LinkedPair, chatId: string): { readonly count: number; stop(): void } {
+function countCommits(pair: LinkedChain, chatId: string): { readonly count: number; stop(): void } {
   const counter = { count: 0, stop: () => pair.origin.off('appended', onAppended) };
   const onAppended = (events: StoredEvent[]) => {
     if (events.some((event) => event.chatId === chatId && event.origin === pair.origin.id)) counter.count += 1;
@@ -175,15 +179,15 @@ function countCommits(pair: LinkedPair, chatId: string): { readonly count: numbe
   return counter;
 }
 
-function linkFrames(pair: LinkedPair): { batches: number; events: number } {
-  const stats = pair.origin.link(pair.peerId)?.stats;
+function linkFrames(pair: LinkedChain): { batches: number; events: number } {
+  const stats = pair.origin.link(pair.firstHopId)?.stats;
   if (!stats) throw new Error('the link went down during the run');
   return { batches: stats.batchesSent, events: stats.eventsSent };
 }
 
 const perS = (count: number, fromMs: number, toMs: number) => (count / Math.max(toMs - fromMs, 1e-3)) * 1000;
 
-export async function runCase(pair: LinkedPair, arrivals: PeerArrivals, spec: CaseSpec): Promise<CaseResult> {
+export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: CaseSpec): Promise<CaseResult> {
   const deadlineMs = sharedNowMs() + spec.timeLimitMs;
   const sender = `alice@${pair.origin.id}`;
   const chat = newChat([sender, `bob@${pair.peerId}`]);
@@ -203,8 +207,10 @@ export async function runCase(pair: LinkedPair, arrivals: PeerArrivals, spec: Ca
   const lastArrivalMs = [...offered.postedAt.keys()].reduce((latest, seq) => Math.max(latest, arrived.get(seq)!), 0);
   const runMs = lastArrivalMs - offered.firstPostMs;
   const busy = (before: number, after: number) => (after - before) / runMs;
+  const processes = (cpu: { origin: number; peer: number; transits: number }) => cpu.origin + cpu.peer + cpu.transits;
   return {
     name: spec.name,
+    hops: pair.hops,
     bodyBytes: drafts[0]!.body.length,
     events: spec.events,
     inFlightMax: spec.inFlightMax,
@@ -219,9 +225,48 @@ export async function runCase(pair: LinkedPair, arrivals: PeerArrivals, spec: Ca
     // CPU time is read just before the first post and just after the last arrival: it covers the run and little else.
     originBusy: busy(cpuBefore.origin, cpuAfter.origin),
     peerBusy: busy(cpuBefore.peer, cpuAfter.peer),
+    transitsBusy: busy(cpuBefore.transits, cpuAfter.transits),
     otherBusy:
       cpuBefore.machine === undefined || cpuAfter.machine === undefined
         ? undefined
-        : Math.max(0, busy(cpuBefore.machine, cpuAfter.machine) - busy(cpuBefore.origin + cpuBefore.peer, cpuAfter.origin + cpuAfter.peer)),
+        : Math.max(0, busy(cpuBefore.machine, cpuAfter.machine) - busy(processes(cpuBefore), processes(cpuAfter))),
+  };
+}
+
+export interface CatchUpResult {
+  events: number;
+  /** From the trust coming back to the destination holding every event the origin stored meanwhile. */
+  seconds: number;
+  eventsPerS: number;
+  originBusy: number;
+  peerBusy: number;
+}
+
+/**
+ * A destination that was away: the origin stores `events` while the trust is blocked,
+ * then the trust comes back and the link sends the backlog (the oldest of it from the
+ * store, past the in-memory tail). Times the catch-up only.
+ */
+export async function runCatchUp(pair: LinkedChain, arrivals: PeerArrivals, events: number, timeLimitMs: number): Promise<CatchUpResult> {
+  const deadlineMs = sharedNowMs() + timeLimitMs;
+  const sender = `alice@${pair.origin.id}`;
+  const chat = newChat([sender, `bob@${pair.peerId}`]);
+  await pair.origin.post(createdDraft(chat, sender));
+  await arrivals.until(chat.id, 1, deadlineMs);
+  await pair.origin.setTrustStatus(pair.firstHopId, 'disabled');
+  await offer(pair, sealedDrafts(chat, sender, 256, events), { name: 'backlog', bodyBytes: 256, events, inFlightMax: 256, timeLimitMs }, deadlineMs);
+  const cpuBefore = await pair.cpuMs();
+  const startMs = sharedNowMs();
+  await pair.origin.setTrustStatus(pair.firstHopId, 'enabled');
+  await arrivals.until(chat.id, events + 1, deadlineMs);
+  const endMs = [...arrivals.of(chat.id).values()].reduce((latest, at) => Math.max(latest, at), 0);
+  const cpuAfter = await pair.cpuMs();
+  const runMs = endMs - startMs;
+  return {
+    events,
+    seconds: runMs / 1000,
+    eventsPerS: perS(events, startMs, endMs),
+    originBusy: (cpuAfter.origin - cpuBefore.origin) / runMs,
+    peerBusy: (cpuAfter.peer - cpuBefore.peer) / runMs,
   };
 }

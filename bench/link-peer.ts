@@ -1,8 +1,8 @@
 /**
- * The receiving server of the link bench, in its own process so the two servers run on
- * two cores as two real servers would. It reports each durable append of the other
- * server's events (when, and which) to the parent, and exits when told to stop or when
- * the parent goes away.
+ * A server of the link bench other than the origin (a transit, or the destination), in
+ * its own process as a real server would be. The destination reports each durable
+ * append of the other servers' events (when, and which) to the parent. Exits when told
+ * to stop or when the parent goes away.
  */
 import { cryptoReady } from '../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode } from '../router/index.js';
@@ -50,10 +50,12 @@ async function main(): Promise<void> {
   if (start.type !== 'start') return;
   node = await TrellisNode.start(parseConfig(start.config, 'bench peer'), { logger: createLogger('silent') });
   const started = node;
-  started.on('appended', (events: StoredEvent[]) => {
-    const message = report(started, events);
-    if (message) send(message);
-  });
+  if (start.report) {
+    started.on('appended', (events: StoredEvent[]) => {
+      const message = report(started, events);
+      if (message) send(message);
+    });
+  }
   send({ type: 'ready', port: started.port });
 }
 

@@ -1,9 +1,10 @@
 /**
- * `npm run bench`, first case: one trust link between two servers on durable PGlite
- * stores, each in its own process. Measures the machine's bounds (Ed25519 verify, PGlite
- * append and read-back), then the link's throughput and end-to-end latency for 256 B and
- * 4 KiB bodies, flat out and at a paced 1,000 events/s; prints one table and writes
- * bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
+ * `npm run bench`: trust links between servers on durable PGlite stores, each in its own
+ * process. Measures the machine's bounds (Ed25519 verify, PGlite append and read-back),
+ * then one hop's throughput and end-to-end latency for 256 B and 4 KiB bodies, flat out
+ * and at a paced 1,000 events/s; the same at 256 B over three hops (through an ETS and an
+ * RTS); and a destination catching up on 100,000 stored events. Prints one table and
+ * writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
-import { PeerArrivals, runCase, type CaseResult, type CaseSpec } from './link-case.js';
-import { startPair, type LinkedPair } from './pair.js';
-import { makeReport, printReport, TARGET_PACED_PER_S, writeReport } from './report.js';
+import { startChain, type Hops, type LinkedChain } from './chain.js';
+import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
+import { makeReport, printReport, TARGET_CATCH_UP, TARGET_PACED_PER_S, writeReport } from './report.js';
 
 const BODY_BYTES = [256, 4096] as const;
 /** Events of a flat-out run, by body size: enough for steady state, few enough for the time budget. */
@@ -26,15 +27,16 @@ const PACED_IN_FLIGHT_MAX = 4_096;
 /** A short unreported run first, so the JIT and both stores' caches are warm for the first figure. */
 const WARMUP_EVENTS = 2_000;
 const CASE_TIME_LIMIT_MS = 60_000;
-/** The whole bench: past this it kills the peer, removes its files and exits non-zero. */
-const BENCH_TIME_LIMIT_MS = 180_000;
+/** The whole bench: past this it kills the servers, removes their files and exits non-zero. */
+const BENCH_TIME_LIMIT_MS = 420_000;
 const RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link.json', import.meta.url));
 
-function caseSpecs(): CaseSpec[] {
-  const throughput = BODY_BYTES.map((bodyBytes) => ({
+function caseSpecs(hops: Hops): CaseSpec[] {
+  const bodies = hops === 1 ? BODY_BYTES : ([256] as const);
+  const throughput = bodies.map((bodyBytes) => ({
     name: `throughput, ${bodyBytes} B`, bodyBytes, events: THROUGHPUT_EVENTS[bodyBytes], inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
-  const paced = BODY_BYTES.map((bodyBytes) => ({
+  const paced = bodies.map((bodyBytes) => ({
     name: `paced ${TARGET_PACED_PER_S}/s, ${bodyBytes} B`, bodyBytes, events: (TARGET_PACED_PER_S * PACED_DURATION_MS) / 1000,
     inFlightMax: PACED_IN_FLIGHT_MAX, ratePerS: TARGET_PACED_PER_S, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
@@ -49,21 +51,24 @@ async function measureBounds(dir: string): Promise<{ verifyPerS: number; store: 
   return { verifyPerS, store };
 }
 
-async function measureLink(dir: string): Promise<CaseResult[]> {
-  console.log('starting two linked servers (origin here, peer in a child process)');
-  let pair: LinkedPair | undefined;
+/** The cases of one chain of servers; one hop also measures a catch-up. */
+async function measureChain(dir: string, hops: Hops): Promise<{ cases: CaseResult[]; catchUp?: CatchUpResult }> {
+  console.log(hops === 1 ? 'starting two linked servers (origin here, destination in a child process)' : `starting ${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`);
+  let chain: LinkedChain | undefined;
   try {
-    pair = await startPair(dir);
-    const arrivals = new PeerArrivals(pair);
-    await runCase(pair, arrivals, { name: 'warm-up', bodyBytes: 256, events: WARMUP_EVENTS, inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS });
-    const results: CaseResult[] = [];
-    for (const spec of caseSpecs()) {
-      console.log(`case: ${spec.name}, ${spec.events} events`);
-      results.push(await runCase(pair, arrivals, spec));
+    chain = await startChain(join(dir, `hops-${hops}`), hops);
+    const arrivals = new PeerArrivals(chain);
+    await runCase(chain, arrivals, { name: 'warm-up', bodyBytes: 256, events: WARMUP_EVENTS, inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS });
+    const cases: CaseResult[] = [];
+    for (const spec of caseSpecs(hops)) {
+      console.log(`case: ${hops} hop(s), ${spec.name}, ${spec.events} events`);
+      cases.push(await runCase(chain, arrivals, spec));
     }
-    return results;
+    if (hops > 1) return { cases };
+    console.log(`case: catch-up of ${TARGET_CATCH_UP.events} events stored while the trust was blocked`);
+    return { cases, catchUp: await runCatchUp(chain, arrivals, TARGET_CATCH_UP.events, CASE_TIME_LIMIT_MS * 2) };
   } finally {
-    await pair?.stop();
+    await chain?.stop();
   }
 }
 
@@ -79,7 +84,7 @@ function removeQuietly(dir: string): void {
 async function main(): Promise<void> {
   await cryptoReady();
   const dir = mkdtempSync(join(tmpdir(), 'trellis-bench-'));
-  // Temp files go on any exit, including the time limit below and Ctrl-C (bench/pair.ts).
+  // Temp files go on any exit, including the time limit below and Ctrl-C (bench/chain.ts).
   process.once('exit', () => removeQuietly(dir));
   const limit = setTimeout(() => {
     console.error(`bench: not done within ${BENCH_TIME_LIMIT_MS / 1000} s, stopping`);
@@ -87,8 +92,9 @@ async function main(): Promise<void> {
   }, BENCH_TIME_LIMIT_MS);
   limit.unref();
   const { verifyPerS, store } = await measureBounds(dir);
-  const cases = await measureLink(dir);
-  const report = makeReport(verifyPerS, store, cases);
+  const oneHop = await measureChain(dir, 1);
+  const threeHops = await measureChain(dir, 3);
+  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp);
   printReport(report);
   writeReport(report, RESULTS_FILE);
   console.log(`\nwrote ${RESULTS_FILE}`);

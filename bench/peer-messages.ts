@@ -1,7 +1,10 @@
 /** What the bench parent and its peer process say to each other over the fork IPC channel. */
 
-/** Parent → peer: the node config document (parseConfig input), questions for its CPU time so far, then a stop. */
-export type ToPeer = { type: 'start'; config: unknown } | { type: 'cpu' } | { type: 'stop' };
+/**
+ * Parent → peer: the node config document (parseConfig input) and whether to report its
+ * appends (the destination does, a transit does not), questions for its CPU time so far, then a stop.
+ */
+export type ToPeer = { type: 'start'; config: unknown; report: boolean } | { type: 'cpu' } | { type: 'stop' };
 
 /**
  * Peer → parent. An 'appended' report names every event of the origin's that one

@@ -108,6 +108,11 @@ class Stage {
   touch(chatId: string, origin: string): void {
     this.touched.set(chainKey(chatId, origin), { chatId, origin });
   }
+
+  /** Whether this round already appends (or defers) events of the chain: its held ones wait for the next round. */
+  places(chatId: string, origin: string): boolean {
+    return [...this.append, ...this.deferred].some((run) => run[0]!.chatId === chatId && run[0]!.origin === origin);
+  }
 }
 
 /**
@@ -330,6 +335,11 @@ export class Inbound {
     for (const { chatId, origin } of candidates) {
       const minSeq = this.deps.held.minSeq(chatId, origin);
       if (minSeq === undefined || !(await this.membersOf(chatId)) || !(await this.deps.originKey(origin))) continue;
+      // The head moves only at commit: releasing now could place the same events twice in one round.
+      if (stage.places(chatId, origin)) {
+        stage.touch(chatId, origin);
+        continue;
+      }
       const head = await this.deps.heads.get(chatId, origin);
       const headSeq = head?.seq ?? 0;
       if (minSeq > headSeq + 1) continue;
@@ -355,7 +365,7 @@ export class Inbound {
     for (const row of await this.deps.store.hold(stage.hold)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
     outcome.reforwarded.push(...(await this.deps.store.addForwards(stage.reforward.map((event) => ({ id: event.id, forwardTo: event.forwardTo! })))));
     let runs = stage.append;
-    if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage);
+    if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage, outcome);
     try {
       outcome.appended.push(...(await this.deps.store.append({ events: runs.flat(), ...(cursor ? { cursor } : {}) })));
     } catch (error) {
@@ -373,7 +383,7 @@ export class Inbound {
     for (const chatId of stage.changedChats) {
       for (const { origin } of this.deps.held.chainsOf(chatId)) stage.touch(chatId, origin);
     }
-    await this.dropPlacedHeld(stage);
+    await this.dropPlacedHeld(stage, outcome);
   }
 
   private async appendRunByRun(runs: CarriedEvent[][], outcome: InboundOutcome): Promise<CarriedEvent[][]> {
@@ -391,14 +401,15 @@ export class Inbound {
   }
 
   /** Held events at or below a chain's head are placed (or overtaken): they go, and the tally with them. */
-  private async dropPlacedHeld(stage: Stage): Promise<void> {
+  private async dropPlacedHeld(stage: Stage, outcome: InboundOutcome): Promise<void> {
     for (const [key, { chatId, origin }] of stage.touched) {
       const minSeq = this.deps.held.minSeq(chatId, origin);
       if (minSeq === undefined) continue;
       const upto = Math.max((await this.deps.heads.get(chatId, origin))?.seq ?? 0, stage.dropUpto.get(key) ?? 0);
       if (minSeq > upto) continue;
-      const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, upto);
+      const { dropped, nextSeq, reforwarded } = await this.deps.store.dropHeld(chatId, origin, upto);
       this.deps.held.dropped(chatId, origin, dropped, nextSeq);
+      outcome.reforwarded.push(...reforwarded);
     }
   }
 

@@ -376,20 +376,20 @@ export class LinkSession {
         this.stats.sendState = 'reading';
         const version = this.deps.appended.version;
         const batchNo = ++this.batchesRead;
-        const { events, forwards, scannedTo } = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
+        const { events, forwards, lastLinkSeq } = await this.deps.outbound.batchFor(this.peerId, position, batchEvents);
         // A rewind during the read: what was read may lack the events of the destination that moved here.
         if (this.rewindTo !== undefined) continue;
         if (events.length === 0) {
           // Nothing for this peer up to where the read looked: move on, and wait only at the end.
-          if (scannedTo > position) {
-            position = scannedTo;
+          if (lastLinkSeq > position) {
+            position = lastLinkSeq;
             continue;
           }
           this.stats.sendState = 'idle';
           await this.deps.appended.changedSince(version);
           continue;
         }
-        position = events.at(-1)!.localSeq;
+        position = lastLinkSeq;
         this.unacked.push({ batchNo, linkSeq: position });
         this.stats.sendState = 'writing';
         await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: position, events, forwards } } });

@@ -94,3 +94,26 @@ describe('the send path of a relay', () => {
     expect((await cts.batchFor(PEER, 0, 512)).events).toEqual([]);
   });
 });
+
+describe('a relay whose peer is served only part of a run', () => {
+  let store: EventStore;
+  beforeAll(async () => {
+    await cryptoReady();
+    store = await openEmbeddedStore();
+    // The route to PEER moved onto us at seq 50: only 1..50 are to be passed on, and the run's signature is at 100.
+    const chain = relayedChain(100, 64, new Set([100]));
+    await store.append({ events: chain.map((event) => (event.seq <= 50 ? { ...event, forwardTo: [PEER, FAR] } : event)) });
+  });
+  afterAll(() => store?.close());
+
+  it('carries the run on to its signature, without moving the link past what was served', async () => {
+    const outbound = relay(store, true);
+    await outbound.load();
+    const batch = await outbound.batchFor(PEER, 0, 512);
+    expect(batch.events.map((e) => e.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(batch.events.at(-1)!.signature.length).toBe(64);
+    // Only what PEER was served names FAR; the position stops at the last served event.
+    expect(batch.forwards).toEqual([{ first: 0, count: 50, destinations: [FAR] }]);
+    expect(batch.lastLinkSeq).toBe(batch.events[49]!.localSeq);
+  });
+});

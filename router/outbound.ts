@@ -46,8 +46,8 @@ export interface OutboundBatch {
   events: StoredEvent[];
   /** What the peer passes on, as a transit: per range of `events`, the destinations it answers for. */
   forwards: Forward[];
-  /** How far the read looked: with no events, the link may move its position here. */
-  scannedTo: number;
+  /** The link position after this batch (with no events: how far the read looked, which the link may skip to). */
+  lastLinkSeq: number;
 }
 
 const NONE: readonly string[] = [];
@@ -114,14 +114,39 @@ export class Outbound {
   /** The next batch for a peer after a link position: from the tail, else from the store. */
   async batchFor(peerId: string, afterLinkSeq: number, limit: number): Promise<OutboundBatch> {
     const read = await this.read(peerId, afterLinkSeq, limit);
-    let events = signedPrefix(withinBudget(read.events), this.deps.selfId);
-    if (events.length === 0 && read.events.length > 0 && limit < BATCH_EVENTS_MAX) {
+    const served = withinBudget(read.events);
+    let events = signedPrefix(served, this.deps.selfId);
+    if (events.length === 0 && served.length > 0) {
       // A run of another origin reaches its signature past the limit: read as far as a run can be long.
-      return this.batchFor(peerId, afterLinkSeq, BATCH_EVENTS_MAX);
+      if (limit < BATCH_EVENTS_MAX) return this.batchFor(peerId, afterLinkSeq, BATCH_EVENTS_MAX);
+      events = signedPrefix([...served, ...(await this.toNextSignatures(served))], this.deps.selfId);
     }
-    events = this.signRunEnds(events);
-    const scannedTo = events.length > 0 ? events.at(-1)!.localSeq : read.events.length > 0 ? afterLinkSeq : read.scannedTo;
-    return { events, forwards: await this.forwardsFor(peerId, events), scannedTo };
+    const sent = events.filter((event) => event.localSeq <= (served.at(-1)?.localSeq ?? 0));
+    const signed = this.signRunEnds(events);
+    const lastLinkSeq = sent.length > 0 ? sent.at(-1)!.localSeq : read.events.length > 0 ? afterLinkSeq : read.scannedTo;
+    return { events: signed, forwards: await this.forwardsFor(peerId, signed), lastLinkSeq };
+  }
+
+  /**
+   * A receiver checks a run by the signature on its last event, and a transit holds
+   * another origin's signatures only where runs ended. When the events a peer is served
+   * stop inside such a run and nothing after them is for it (a route moved onto it in the
+   * middle of a run), the run is carried on to its signature: those events go along for
+   * the peer to store, named for no destination, and do not move the link's position.
+   */
+  private async toNextSignatures(served: readonly StoredEvent[]): Promise<StoredEvent[]> {
+    const ends = new Map<string, StoredEvent>();
+    for (const event of served) if (event.origin !== this.deps.selfId) ends.set(chainKey(event.chatId, event.origin), event);
+    const carried: StoredEvent[] = [];
+    let room = BATCH_EVENTS_MAX - served.length;
+    for (const last of ends.values()) {
+      if (last.signature.length > 0) continue;
+      const rest = await this.throughNextSignature(last.chatId, last.origin, last.seq + 1);
+      if (rest.length === 0 || rest.length > room) continue;
+      carried.push(...rest);
+      room -= rest.length;
+    }
+    return carried;
   }
 
   /** For each event, the destinations the peer passes it on to: those it serves, but itself. */

@@ -48,6 +48,11 @@ describe('embedded event store', () => {
     expect(await store.append({ events: events.slice(3) })).toHaveLength(0);
     expect(await store.countEvents()).toBe(5);
     expect((await store.head(CHAT, A))?.seq).toBe(5);
+    // An event named twice in one request (two paths brought it in one round) is new once.
+    const more = chain(A, 7).slice(5);
+    const appended = await store.append({ events: [...more, ...more] });
+    expect(appended.map((event) => event.seq)).toEqual([6, 7]);
+    expect(new Set(appended.map((event) => event.localSeq)).size).toBe(2);
   });
 
   it('orders a chat canonically, so two stores with the same events in another arrival order agree', async () => {

@@ -54,6 +54,12 @@ export interface HeldSummary extends HeldShare {
   minSeq: number;
 }
 
+export interface DroppedHeld {
+  dropped: HeldShare[];
+  nextSeq: number | undefined;
+  reforwarded: Array<{ localSeq: number; forwardTo: string[] }>;
+}
+
 export interface ChatSummary {
   events: number;
   digest: Buffer;
@@ -122,8 +128,11 @@ export interface EventStore {
   hold(events: readonly HeldEvent[]): Promise<HeldRow[]>;
   /** Held events of a chain after `afterSeq`, in seq order: read only when the first of them can be placed. */
   heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<CarriedEvent[]>;
-  /** Drops a chain's held events up to `uptoSeq` (placed, or overtaken); says what went and what is held next. */
-  dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }>;
+  /**
+   * Drops a chain's held events up to `uptoSeq` (placed, or overtaken); says what went, what
+   * is held next, and which stored events gained destinations to pass on from their held copies.
+   */
+  dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<DroppedHeld>;
   /** Held events per (chain, peer): loaded once at start for the held bounds. */
   heldSummary(): Promise<HeldSummary[]>;
 
@@ -286,8 +295,12 @@ export class SqlEventStore implements EventStore {
     const localSeqById = new Map(rows.map((row) => [row.id, row.local_seq]));
     const appended: StoredEvent[] = [];
     for (const event of request.events) {
-      const localSeq = localSeqById.get(event.id.toString('base64'));
-      if (localSeq !== undefined) appended.push({ ...event, localSeq, forwardTo: event.forwardTo ?? [] });
+      const id = event.id.toString('base64');
+      const localSeq = localSeqById.get(id);
+      // Each new row once, even if the request named its event twice.
+      if (localSeq === undefined) continue;
+      localSeqById.delete(id);
+      appended.push({ ...event, localSeq, forwardTo: event.forwardTo ?? [] });
     }
     return appended;
   }
@@ -484,15 +497,32 @@ export class SqlEventStore implements EventStore {
     return rows.map((row) => (row.forward_to.length > 0 ? { ...Event.decode(row.event), forwardTo: row.forward_to } : Event.decode(row.event)));
   }
 
-  async dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<{ dropped: HeldShare[]; nextSeq: number | undefined }> {
+  async dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<DroppedHeld> {
     return this.db.transaction(async (tx) => {
+      // A held copy may name destinations its stored twin (placed by another path, e.g. a backfill page) lacks: they carry over.
+      const reforwarded = await tx.query<{ local_seq: number; forward_to: string[] }>(
+        `with carried as (
+           select p.seq, p.forward_to from pending_events p
+           where p.chat_id = $1 and p.origin = $2 and p.seq <= $3 and p.forward_to <> '[]'::jsonb)
+         update events e set forward_to = (
+           select coalesce(jsonb_agg(distinct d), '[]'::jsonb)
+           from (select jsonb_array_elements_text(e.forward_to) as d union select jsonb_array_elements_text(carried.forward_to)) all_destinations)
+         from carried
+         where e.chat_id = $1 and e.origin = $2 and e.seq = carried.seq and not (e.forward_to @> carried.forward_to)
+         returning e.local_seq, e.forward_to`,
+        [chatId, origin, uptoSeq],
+      );
       const dropped = await tx.query<{ peer: string; events: number; bytes: number }>(
         `with gone as (delete from pending_events where chat_id = $1 and origin = $2 and seq <= $3 returning peer, bytes)
          select peer, count(*)::int as events, coalesce(sum(bytes), 0)::int as bytes from gone group by peer`,
         [chatId, origin, uptoSeq],
       );
       const [next] = await tx.query<{ seq: number }>('select min(seq) as seq from pending_events where chat_id = $1 and origin = $2', [chatId, origin]);
-      return { dropped, nextSeq: next?.seq == null ? undefined : Number(next.seq) };
+      return {
+        dropped,
+        nextSeq: next?.seq == null ? undefined : Number(next.seq),
+        reforwarded: reforwarded.map((row) => ({ localSeq: Number(row.local_seq), forwardTo: row.forward_to })),
+      };
     });
   }
 

@@ -13,6 +13,7 @@ export {
   type HeldRow,
   type HeldShare,
   type HeldSummary,
+  type DroppedHeld,
   SqlEventStore,
   serverOfMember,
   isDataError,

@@ -19,9 +19,15 @@ describe('the partner trust goes down and comes back', () => {
   const count = async (node: TrellisNode, chat: Chat) => (await node.store.chatSummary(chat.id)).events;
 
   async function waitForBoth(chat: Chat, expected: number, timeoutMs = 60_000): Promise<void> {
-    await waitFor(`${expected} events of the ${chat.name} on both`, async () => (await count(msk, chat)) === expected && (await count(globex, chat)) === expected, timeoutMs, async () =>
-      `msk ${await count(msk, chat)}, globex ${await count(globex, chat)}; msk links ${JSON.stringify(msk.linkStatus())}`,
-    );
+    await waitFor(`${expected} events of the ${chat.name} on both`, async () => (await count(msk, chat)) === expected && (await count(globex, chat)) === expected, timeoutMs, async () => {
+      const transits = await Promise.all(['ets-acme', 'rts-ru'].map(async (name) => {
+        const node = federation.node(name);
+        const log = await node.store.chatLog(chat.id);
+        const held = (await node.store.heldSummary()).filter((h) => h.chatId === chat.id);
+        return `${name} holds ${log.length} (forwarding ${log.filter((e) => e.forwardTo.length > 0).length}), held ${JSON.stringify(held.map((h) => [h.origin.slice(0, 4), h.events, h.minSeq]))}`;
+      }));
+      return `msk ${await count(msk, chat)}, globex ${await count(globex, chat)}; ${transits.join('; ')}; msk links ${JSON.stringify(msk.linkStatus().map((l) => l.status))}`;
+    });
   }
 
   async function setPartnerTrust(status: 'enabled' | 'disabled'): Promise<void> {
