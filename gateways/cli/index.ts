@@ -118,9 +118,10 @@ function program(io: CliIo): Command {
     .option('--fixtures <folder>', 'the reference federation\'s configs, one YAML per server', 'fixtures/federation')
     .option('-n, --messages <count>', `messages each member server posts into each chat (at most ${DEMO_MESSAGES_MAX})`, positiveInt(DEMO_MESSAGES_MAX), DEMO_MESSAGES_DEFAULT)
     .option('--log-file <file>', 'where the nodes\' structured logs go', 'data/demo.log')
+    .option('--processes', 'run each server in a process of its own (default: all in this one)')
     .addHelpText('after', '\nThe same servers start one by one with: trellis start --config fixtures/federation/<name>.yaml')
-    .action(async (options: { fixtures: string; messages: number; logFile: string }) =>
-      runDemo({ fixtures: options.fixtures, messages: options.messages, logFile: options.logFile, print: io.out }),
+    .action(async (options: { fixtures: string; messages: number; logFile: string; processes?: boolean }) =>
+      runDemo({ fixtures: options.fixtures, messages: options.messages, logFile: options.logFile, processes: options.processes === true, print: io.out }),
     );
 
   addAdminCommands(cli, io);

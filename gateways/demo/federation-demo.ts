@@ -3,13 +3,11 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { cryptoReady } from '../../crypto/index.js';
-import type { Event } from '../../proto/gen/trellis/v1/event.js';
-import { createLogger, loadConfig, TrellisNode, type NodeConfig } from '../../router/index.js';
-import type { StoredEvent } from '../../store/index.js';
-import { startAdminServer } from '../admin/index.js';
+import { createLogger, loadConfig, type NodeConfig } from '../../router/index.js';
 import { CliError, EXIT_CONFIG, EXIT_FAILURE } from '../cli/exit-codes.js';
 import { writeIdentityKey } from '../cli/keys.js';
 import { createdDraft, messageDraft, newChat, readMessage, type DeviceChat } from '../devices/index.js';
+import { inProcessNode, processNode, type DemoNode } from './demo-node.js';
 import { percentile, sharedNowMs } from './latency.js';
 import { REFERENCE_CHATS, type ReferenceChat } from './reference-chats.js';
 
@@ -34,6 +32,8 @@ const PARTNERS = ['cts-acme-msk', 'cts-globex'] as const;
 
 export interface DemoOptions {
   fixtures: string;
+  /** One process per server instead of all in this one. */
+  processes: boolean;
   /** Messages each member server posts into each of its chats. */
   messages: number;
   logFile: string;
@@ -85,8 +85,7 @@ async function waitUntil(what: string, timeoutMs: number, check: () => Promise<b
 const short = (id: string) => id.slice(0, 8);
 
 class FederationDemo {
-  private readonly nodes = new Map<string, TrellisNode>();
-  private readonly admins: Array<{ stop(): Promise<void> }> = [];
+  private readonly nodes = new Map<string, DemoNode>();
   private readonly names = new Map<string, string>();
   private readonly chats: DemoChat[] = [];
   /** When each demo message was handed to its server (by event id), and the delivery delays seen per chat. */
@@ -100,7 +99,7 @@ class FederationDemo {
     private readonly options: DemoOptions,
   ) {}
 
-  private node(name: string): TrellisNode {
+  private node(name: string): DemoNode {
     return this.nodes.get(name)!;
   }
 
@@ -108,43 +107,39 @@ class FederationDemo {
     return ids.map((id) => this.names.get(id) ?? short(id)).join(' → ');
   }
 
-  async start(logger: (config: NodeConfig) => ReturnType<typeof createLogger>): Promise<void> {
+  /** Starts each server (with its admin service, as `trellis start` runs it), in this process or in one of its own. */
+  async start(start: (config: NodeConfig) => Promise<DemoNode>): Promise<void> {
     for (const config of this.configs.values()) {
-      const node = await TrellisNode.start(config, { logger: logger(config) });
+      const node = await start(config);
       this.nodes.set(config.server.name, node);
       this.names.set(node.id, config.server.name);
-      node.on('appended', (events: StoredEvent[]) => {
+      node.onAppended((atMs, events) => {
         this.appendedThisRun.set(config.server.name, (this.appendedThisRun.get(config.server.name) ?? 0) + events.length);
-        this.onDelivered(config.server.name, events);
+        this.onDelivered(config.server.name, atMs, events);
       });
-      // With its admin service, as `trellis start` runs it: `trellis graph --config <its yaml>` answers while the demo runs.
-      if (config.admin) this.admins.push(await startAdminServer(node, config.admin.listen));
       this.options.print(`started ${config.server.kind} ${config.server.name.padEnd(12)} ${short(node.id)}… on ${config.listen}${config.admin ? `, admin ${config.admin.listen}` : ''}`);
     }
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled(this.admins.map((admin) => admin.stop()));
     await Promise.allSettled([...this.nodes.values()].map((node) => node.stop()));
   }
 
   /** Delivery delays of demo messages at their chats' member servers (a transit's appends are not deliveries). */
-  private onDelivered(server: string, events: readonly StoredEvent[]): void {
-    const now = sharedNowMs();
+  private onDelivered(server: string, atMs: number, events: ReadonlyArray<{ id: string; chatId: string }>): void {
     for (const event of events) {
-      const sent = this.sentAt.get(event.id.toString('hex'));
+      const sent = this.sentAt.get(event.id);
       const chat = sent === undefined ? undefined : this.chats.find((c) => c.id === event.chatId);
-      if (chat?.servers.includes(server)) this.latencies.get(chat.id)!.push(now - sent!);
+      if (chat?.servers.includes(server)) this.latencies.get(chat.id)!.push(atMs - sent!);
     }
   }
 
   async linkUp(): Promise<void> {
     const started = Date.now();
     const ids = [...this.nodes.values()].map((node) => node.id);
-    await waitUntil('every trust link and route', DEMO_LINK_WAIT_MS, () =>
-      [...this.nodes.values()].every((node) => node.linkStatus().every((link) => link.status !== 'red') && ids.every((id) => id === node.id || node.routing.nextHop(id, 0) !== undefined)),
-    );
-    const links = [...this.nodes.values()].reduce((sum, node) => sum + node.linkStatus().length, 0) / 2;
+    const ready = async (node: DemoNode) => Object.values(await node.links()).every(Boolean) && (await node.routesTo(ids));
+    await waitUntil('every trust link and route', DEMO_LINK_WAIT_MS, async () => (await Promise.all([...this.nodes.values()].map(ready))).every(Boolean));
+    const links = (await Promise.all([...this.nodes.values()].map(async (node) => Object.keys(await node.links()).length))).reduce((a, b) => a + b, 0) / 2;
     this.options.print(`${links} trust links up and every server routed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
 
@@ -174,8 +169,8 @@ class FederationDemo {
     chat.expected += count;
     for (let i = 0; i < count; i++) {
       const sent = sharedNowMs();
-      const event: Event = await this.node(server).post(messageDraft(chat, this.senderOn(chat, server), `${label} ${i + 1} from ${server} in ${chat.spec.name}`));
-      if (measured) this.sentAt.set(event.id.toString('hex'), sent);
+      const id = await this.node(server).post(messageDraft(chat, this.senderOn(chat, server), `${label} ${i + 1} from ${server} in ${chat.spec.name}`));
+      if (measured) this.sentAt.set(id, sent);
       await sleep(POST_GAP_MS);
     }
   }
@@ -193,14 +188,14 @@ class FederationDemo {
     const corporate = this.chat('corporate');
     this.options.print(`cutting the partner trust ${PARTNERS.join(' ⟷ ')} (blocked on ${PARTNERS[0]})`);
     await msk!.setTrustStatus(globex!.id, 'disabled');
-    await waitUntil('the partner link to go down', DEMO_LINK_WAIT_MS, () => !msk!.link(globex!.id) && !globex!.link(msk!.id));
+    await waitUntil('the partner link to go down', DEMO_LINK_WAIT_MS, async () => !(await msk!.links())[globex!.id] && !(await globex!.links())[msk!.id]);
     await this.printRoute(partner, PARTNERS[0]);
     await this.printRoute(corporate, PARTNERS[0]);
-    const corporateBefore = await Promise.all([msk!, globex!].map(async (node) => (await node.store.chatSummary(corporate.id)).events));
+    const corporateBefore = await Promise.all([msk!, globex!].map(async (node) => (await node.summary(corporate.id)).events));
     await Promise.all([partner, corporate].flatMap((chat) => PARTNERS.map((server) => this.postFrom(chat, server, count, 'while cut', false))));
     await this.waitDelivered('the partner chat to fail over', [partner]);
     // Each side holds only its own new corporate messages: none crossed through a transit.
-    const corporateAfter = await Promise.all([msk!, globex!].map(async (node) => (await node.store.chatSummary(corporate.id)).events));
+    const corporateAfter = await Promise.all([msk!, globex!].map(async (node) => (await node.summary(corporate.id)).events));
     const corporateHeld = corporateAfter.every((events, index) => events === corporateBefore[index]! + count);
     this.options.print(`  partner chat: ${count * 2} messages delivered through rts-ru; corporate chat: ${corporateHeld ? `held back on each side (${count} each), none left the contour` : 'DELIVERED WHILE CUT'}`);
     if (!corporateHeld) throw new CliError('the corporate chat left its contour while the partner trust was cut', EXIT_FAILURE);
@@ -215,7 +210,7 @@ class FederationDemo {
   }
 
   private async printRoute(chat: DemoChat, from: string): Promise<void> {
-    const route = await this.node(from).inspect.chatRoute(chat.id);
+    const route = await this.node(from).chatRoute(chat.id);
     for (const destination of route.destinations) {
       const taken = destination.candidates.find((candidate) => candidate.taken);
       const why = taken?.why ?? destination.candidates.map((candidate) => `${this.names.get(candidate.via)}: ${candidate.why}`).join('; ');
@@ -225,7 +220,7 @@ class FederationDemo {
   }
 
   private async deliveredCounts(chats: readonly DemoChat[]): Promise<Array<{ chat: DemoChat; held: number[] }>> {
-    return Promise.all(chats.map(async (chat) => ({ chat, held: await Promise.all(chat.servers.map(async (server) => (await this.node(server).store.chatSummary(chat.id)).events)) })));
+    return Promise.all(chats.map(async (chat) => ({ chat, held: await Promise.all(chat.servers.map(async (server) => (await this.node(server).summary(chat.id)).events)) })));
   }
 
   private async waitDelivered(what: string, chats: readonly DemoChat[] = this.chats): Promise<void> {
@@ -241,20 +236,20 @@ class FederationDemo {
     this.options.print(`${'chat'.padEnd(11)}${'events'.padStart(7)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}  digests   paths (from the chat's first server)`);
     let allEqual = true;
     for (const chat of this.chats) {
-      const digests = await Promise.all(chat.servers.map(async (server) => (await this.node(server).store.chatSummary(chat.id)).digest.toString('hex')));
+      const digests = await Promise.all(chat.servers.map(async (server) => (await this.node(server).summary(chat.id)).digest));
       const equal = digests.every((digest) => digest === digests[0]);
       allEqual &&= equal;
       const sorted = [...this.latencies.get(chat.id)!].sort((a, b) => a - b);
-      const route = await this.node(chat.servers[0]!).inspect.chatRoute(chat.id);
+      const route = await this.node(chat.servers[0]!).chatRoute(chat.id);
       const paths = route.destinations.map((destination) => this.path(destination.path)).join('; ');
       this.options.print(
         `${chat.spec.name.padEnd(11)}${String(chat.expected).padStart(7)}${percentile(sorted, 0.5).toFixed(1).padStart(8)}${percentile(sorted, 0.99).toFixed(1).padStart(8)}  ${(equal ? 'equal' : 'DIFFER').padEnd(8)}  ${paths}`,
       );
     }
     const mixed = this.chat('mixed');
-    const last = (await this.node('cts-solo').store.chatLog(mixed.id)).findLast((event) => event.origin === this.node('cts-acme-msk').id)!;
+    const last = await this.node('cts-solo').lastBody(mixed.id, this.node('cts-acme-msk').id);
     this.options.print('');
-    this.options.print(`a member device on cts-solo reads cts-acme-msk's last message in mixed: "${readMessage(mixed, last.body)}"`);
+    this.options.print(`a member device on cts-solo reads cts-acme-msk's last message in mixed: "${last ? readMessage(mixed, last) : '(none)'}"`);
     const relayed = ['ets-acme', 'rts-ru'].map((name) => `${name} ${this.appendedThisRun.get(name) ?? 0}`);
     this.options.print(`transit servers stored and passed on ciphertext only (events relayed: ${relayed.join(', ')}); no server holds a chat key`);
     const total = this.chats.reduce((sum, chat) => sum + chat.expected * chat.servers.length, 0);
@@ -275,9 +270,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const destination = pino.destination({ dest: options.logFile, sync: false });
   const demo = new FederationDemo(configs, options);
   const startedAt = Date.now();
-  print(`the reference federation of ${options.fixtures}: ${configs.size} servers in this process, embedded stores, gRPC over loopback`);
+  print(`the reference federation of ${options.fixtures}: ${configs.size} servers ${options.processes ? 'in a process each' : 'in this process'}, embedded stores, gRPC over loopback`);
   try {
-    await demo.start((config) => createLogger(config.log_level, destination));
+    await demo.start((config) => (options.processes ? processNode(config, options.logFile) : inProcessNode(config, createLogger(config.log_level, destination))));
     await demo.linkUp();
     await demo.createChats();
     await demo.postEverywhere(options.messages);
