@@ -67,6 +67,29 @@ export function appendedSummary(events: readonly StoredEvent[]): Array<{ id: str
   return events.map((event) => ({ id: event.id.toString('hex'), chatId: event.chatId }));
 }
 
+/** A DemoNode whose calls all go through one `call` (a direct answer, or a message to the node's process). */
+function demoNode(
+  config: NodeConfig,
+  id: string,
+  call: <T>(request: WorkerRequest) => Promise<T>,
+  onAppended: DemoNode['onAppended'],
+  stop: () => Promise<void>,
+): DemoNode {
+  return {
+    config,
+    id,
+    post: (draft) => call({ op: 'post', draft }),
+    summary: (chatId) => call({ op: 'summary', chatId }),
+    lastBody: (chatId, origin) => call({ op: 'lastBody', chatId, origin }),
+    chatRoute: (chatId) => call({ op: 'chatRoute', chatId }),
+    setTrustStatus: (serverId, status) => call({ op: 'setTrustStatus', serverId, status }),
+    links: () => call({ op: 'links' }),
+    routesTo: (serverIds) => call({ op: 'routesTo', serverIds: [...serverIds] }),
+    onAppended,
+    stop,
+  };
+}
+
 /** A node in this process, with its admin service when its config has one. */
 export async function inProcessNode(config: NodeConfig, logger: ReturnType<typeof createLogger>): Promise<DemoNode> {
   const node = await TrellisNode.start(config, { logger });
@@ -77,24 +100,20 @@ export async function inProcessNode(config: NodeConfig, logger: ReturnType<typeo
     await node.stop();
     throw error;
   }
-  const call = <T>(request: WorkerRequest) => answer(node, request) as Promise<T>;
-  return {
+  return demoNode(
     config,
-    id: node.id,
-    post: (draft) => call({ op: 'post', draft }),
-    summary: (chatId) => call({ op: 'summary', chatId }),
-    lastBody: (chatId, origin) => call({ op: 'lastBody', chatId, origin }),
-    chatRoute: (chatId) => call({ op: 'chatRoute', chatId }),
-    setTrustStatus: (serverId, status) => call({ op: 'setTrustStatus', serverId, status }),
-    links: () => call({ op: 'links' }),
-    routesTo: (serverIds) => call({ op: 'routesTo', serverIds: [...serverIds] }),
-    onAppended: (listener) => node.on('appended', (events: StoredEvent[]) => listener(sharedNowMs(), appendedSummary(events))),
-    stop: async () => {
+    node.id,
+    <T>(request: WorkerRequest) => answer(node, request) as Promise<T>,
+    (listener) => node.on('appended', (events: StoredEvent[]) => listener(sharedNowMs(), appendedSummary(events))),
+    async () => {
       await admin?.stop();
       await node.stop();
     },
-  };
+  );
 }
+
+/** A node's process that has not exited this long after being told to stop is killed. */
+const WORKER_STOP_LIMIT_MS = 10_000;
 
 /** What a node's process tells the demo: answers by request number, and its appends as they happen. */
 export type WorkerMessage =
@@ -135,23 +154,11 @@ export async function processNode(config: NodeConfig, logFile: string): Promise<
       pending.set(n, { resolve: resolve as (value: unknown) => void, reject });
       child.send({ n, request });
     });
-  return {
-    config,
-    id,
-    post: (draft) => call({ op: 'post', draft }),
-    summary: (chatId) => call({ op: 'summary', chatId }),
-    lastBody: (chatId, origin) => call({ op: 'lastBody', chatId, origin }),
-    chatRoute: (chatId) => call({ op: 'chatRoute', chatId }),
-    setTrustStatus: (serverId, status) => call({ op: 'setTrustStatus', serverId, status }),
-    links: () => call({ op: 'links' }),
-    routesTo: (serverIds) => call({ op: 'routesTo', serverIds: [...serverIds] }),
-    onAppended: (listener) => listeners.push(listener),
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      await call({ op: 'stop' }).catch(() => undefined);
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    },
-  };
+  return demoNode(config, id, call, (listener) => listeners.push(listener), async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    await call({ op: 'stop' }).catch(() => undefined);
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, WORKER_STOP_LIMIT_MS))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
 }

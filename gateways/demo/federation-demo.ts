@@ -107,11 +107,21 @@ class FederationDemo {
     return ids.map((id) => this.names.get(id) ?? short(id)).join(' → ');
   }
 
-  /** Starts each server (with its admin service, as `trellis start` runs it), in this process or in one of its own. */
+  /**
+   * Starts every server at once (with its admin service, as `trellis start` runs it), in
+   * this process or each in one of its own: started one by one, the first ones would back
+   * off their dials to servers not up yet, and the links would come up seconds later.
+   */
   async start(start: (config: NodeConfig) => Promise<DemoNode>): Promise<void> {
-    for (const config of this.configs.values()) {
-      const node = await start(config);
-      this.nodes.set(config.server.name, node);
+    const configs = [...this.configs.values()];
+    const nodes = await Promise.allSettled(configs.map((config) => start(config)));
+    nodes.forEach((result, index) => {
+      if (result.status === 'fulfilled') this.nodes.set(configs[index]!.server.name, result.value);
+    });
+    const failed = nodes.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const config of configs) {
+      const node = this.node(config.server.name);
       this.names.set(node.id, config.server.name);
       node.onAppended((atMs, events) => {
         this.appendedThisRun.set(config.server.name, (this.appendedThisRun.get(config.server.name) ?? 0) + events.length);
