@@ -93,4 +93,28 @@ describe('authenticity: tampered events are refused and the link survives', () =
     expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(0);
     expect(pair.a.directory.get(stranger.id)?.name).toBe('cts-stranger');
   });
+  it('refuses and journals a record that carries another key for a known server, and keeps the first', async () => {
+    const impostor = identityFromSeed(randomBytes(32));
+    // The rogue peer's own key was pinned at its handshake: a record naming it with another key is an impostor's.
+    const record = ServerRecordBody.encode({ serverId: rogue.id, kind: 'CTS', name: 'impostor', identityKey: Buffer.from(impostor.publicKey), upstream: '', issuedAtMs: Date.now() }).finish();
+    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(impostor, record) }] } } });
+    await waitFor('the record refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'record-refused' && e.code === 'key-mismatch' && e.peer === rogue.id));
+    expect(pair.a.directory.get(rogue.id)).toBeUndefined();
+    // The link carries on.
+    const chat = rogue.newChat();
+    expect(await link.exchange(rogue.events(chat, 2))).toEqual([]);
+    expect(await pair.a.store.chatLog(chat.id)).toHaveLength(2);
+  });
+
+  it('refuses a path that loops through it, journals it, keeps the rest of the announcement, and traffic flows', async () => {
+    const beyond = randomUUID();
+    await link.send({ kind: { $case: 'reachability', value: { paths: [{ servers: [rogue.id] }, { servers: [rogue.id, pair.a.id, pair.b.id] }, { servers: [rogue.id, beyond] }] } } });
+    await waitFor('the loop refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'reachability-refused' && e.code === 'loop' && e.peer === rogue.id));
+    // The loop is not followed (B, unlinked here, gets no route through it); the honest path is taken.
+    await waitFor('the honest path kept', () => pair.a.routing.nextHop(beyond, 0) === rogue.id);
+    expect(pair.a.routing.nextHop(pair.b.id, 0)).toBeUndefined();
+    const chat = rogue.newChat();
+    expect(await link.exchange(rogue.events(chat, 3))).toEqual([]);
+    expect(await pair.a.store.chatLog(chat.id)).toHaveLength(3);
+  });
 });
