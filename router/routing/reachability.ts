@@ -45,22 +45,13 @@ export class ReachabilityTable {
     return outcome;
   }
 
-  /** Forgets a neighbour's announcement (its link went down); true if it had one. */
-  forget(neighbourId: string): boolean {
-    const reach = this.byNeighbour.get(neighbourId);
+  /** Forgets a neighbour's announcement (its link went down). */
+  forget(neighbourId: string): void {
     this.byNeighbour.delete(neighbourId);
-    return reach !== undefined && reach.size > 0;
   }
 
   reachOf(neighbourId: string): ReadonlyMap<string, readonly string[]> {
     return this.byNeighbour.get(neighbourId) ?? ReachabilityTable.none;
-  }
-
-  /** Every server some neighbour announced. */
-  destinations(): Set<string> {
-    const out = new Set<string>();
-    for (const reach of this.byNeighbour.values()) for (const destination of reach.keys()) out.add(destination);
-    return out;
   }
 }
 

@@ -64,19 +64,26 @@ export class Routing {
     return false;
   }
 
-  /** Every server this node has a path to, or a trust with. */
-  destinations(): Set<string> {
-    const out = this.reach.destinations();
-    for (const trust of this.deps.trusts()) out.add(trust.server_id);
-    out.delete(this.deps.selfId);
-    return out;
-  }
-
-  /** Chooses every default route again; returns the destinations whose next hop moved. */
+  /**
+   * Chooses every default route again; returns the destinations whose next hop moved.
+   * Each destination is judged among the neighbours that reach it, found through an index
+   * built once: an RTS with a thousand links would otherwise weigh every link for every
+   * destination on every link change.
+   */
   recompute(): RouteChange[] {
-    const neighbours = this.neighbours();
+    const reaching = new Map<string, Neighbour[]>();
+    const add = (destination: string, neighbour: Neighbour) => {
+      const list = reaching.get(destination);
+      if (list) list.push(neighbour);
+      else reaching.set(destination, [neighbour]);
+    };
+    for (const neighbour of this.neighbours()) {
+      add(neighbour.id, neighbour);
+      for (const destination of neighbour.reach.keys()) if (destination !== neighbour.id) add(destination, neighbour);
+    }
     const hops = new Map<string, string>();
-    for (const destination of this.destinations()) {
+    for (const [destination, neighbours] of reaching) {
+      if (destination === this.deps.selfId) continue;
       const via = chooseRoute(destination, RoutingPolicy.ROUTING_POLICY_UNSPECIFIED, neighbours).via;
       if (via) hops.set(destination, via);
     }
