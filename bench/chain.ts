@@ -35,6 +35,8 @@ export interface LinkedChain {
   onPeerAppended(listener: (report: AppendReport) => void): void;
   /** CPU time each process has used so far, in ms: the origin's, the destination's, and the transits' together. */
   cpuMs(): Promise<{ origin: number; peer: number; transits: number }>;
+  /** Resident memory of each process now, in bytes: the origin's (with the bench), the destination's, each transit's. */
+  rssBytes(): Promise<{ origin: number; peer: number; transits: number[] }>;
   stop(): Promise<void>;
 }
 
@@ -93,7 +95,7 @@ class PeerProcess {
   readonly child: ChildProcess;
   private stopping = false;
   private readonly listeners: Array<(report: AppendReport) => void> = [];
-  private readonly cpuAnswers: Array<(cpuMs: number) => void> = [];
+  private readonly usageAnswers: Array<(usage: { cpuMs: number; rssBytes: number }) => void> = [];
   readonly ready: Promise<number>;
 
   constructor(config: unknown, report: boolean) {
@@ -104,7 +106,7 @@ class PeerProcess {
       this.child.on('message', (message: FromPeer) => {
         if (message.type === 'ready') resolve(message.port);
         else if (message.type === 'failed') reject(new Error(`bench peer: ${message.message}`));
-        else if (message.type === 'cpu') this.cpuAnswers.shift()?.(message.cpuMs);
+        else if (message.type === 'cpu') this.usageAnswers.shift()?.(message);
         else this.listeners.forEach((listener) => listener(message));
       });
       this.child.once('exit', (code, signal) => reject(new Error(`bench peer exited (${signal ?? code})`)));
@@ -129,8 +131,9 @@ class PeerProcess {
     this.listeners.push(listener);
   }
 
-  cpuMs(): Promise<number> {
-    const answer = new Promise<number>((resolve) => this.cpuAnswers.push(resolve));
+  /** CPU time used so far and resident memory now. */
+  usage(): Promise<{ cpuMs: number; rssBytes: number }> {
+    const answer = new Promise<{ cpuMs: number; rssBytes: number }>((resolve) => this.usageAnswers.push(resolve));
     this.send({ type: 'cpu' });
     return withinLimit('peer cpu time', PEER_STOP_LIMIT_MS, answer);
   }
@@ -163,6 +166,8 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
   let originNode: TrellisNode | undefined;
   let firstHop: Server;
   let peer: PeerProcess;
+  /** In path order: the origin's next hop first. */
+  let transits: PeerProcess[] = [];
   try {
     let originDocument: unknown;
     if (hops === 1) {
@@ -182,6 +187,7 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
       const etsProcess = new PeerProcess(nodeDocument(dir, ets, [{ peer: rts, pairing: etsRts, endpoint: rtsEndpoint, upstream: true }, { peer: origin, pairing: originEts }]), false);
       peer = new PeerProcess(nodeDocument(dir, destination, [{ peer: rts, pairing: rtsDestination, endpoint: rtsEndpoint, upstream: true }]), true);
       children.push(peer, etsProcess);
+      transits = [etsProcess, rtsProcess];
       const [etsPort] = await withinLimit('ets and destination start', PAIR_START_LIMIT_MS, Promise.all([etsProcess.ready, peer.ready]));
       originDocument = nodeDocument(dir, origin, [{ peer: ets, pairing: originEts, endpoint: endpointOf(etsPort), upstream: true }]);
       firstHop = ets;
@@ -194,7 +200,6 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
     throw error;
   }
   const started = originNode;
-  const transits = children.filter((child) => child !== peer);
   return {
     origin: started,
     peerId: destination.id,
@@ -202,8 +207,12 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
     hops,
     onPeerAppended: (listener) => peer.onAppended(listener),
     cpuMs: async () => {
-      const [peerMs, ...transitMs] = await Promise.all([peer, ...transits].map((child) => child.cpuMs()));
-      return { origin: cpuMs(), peer: peerMs!, transits: transitMs.reduce((sum, ms) => sum + ms, 0) };
+      const [peerUsage, ...transitUsage] = await Promise.all([peer, ...transits].map((child) => child.usage()));
+      return { origin: cpuMs(), peer: peerUsage!.cpuMs, transits: transitUsage.reduce((sum, usage) => sum + usage.cpuMs, 0) };
+    },
+    rssBytes: async () => {
+      const [peerUsage, ...transitUsage] = await Promise.all([peer, ...transits].map((child) => child.usage()));
+      return { origin: process.memoryUsage.rss(), peer: peerUsage!.rssBytes, transits: transitUsage.map((usage) => usage.rssBytes) };
     },
     stop: async () => {
       await Promise.allSettled([started.stop(), ...children.map((child) => child.stop())]);

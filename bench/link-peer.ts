@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   process.once('disconnect', () => exitAfterStopping(node, 0));
   process.on('message', (message: ToPeer) => {
     if (message.type === 'stop') exitAfterStopping(node, 0);
-    if (message.type === 'cpu') send({ type: 'cpu', cpuMs: cpuMs() });
+    if (message.type === 'cpu') send({ type: 'cpu', cpuMs: cpuMs(), rssBytes: process.memoryUsage.rss() });
   });
   const start = await new Promise<ToPeer>((resolve) => process.once('message', resolve));
   if (start.type !== 'start') return;

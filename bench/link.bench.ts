@@ -14,7 +14,7 @@ import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
-import { makeReport, printReport, TARGET_CATCH_UP, TARGET_PACED_PER_S, writeReport } from './report.js';
+import { makeReport, printReport, TARGET_CATCH_UP, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
 
 const BODY_BYTES = [256, 4096] as const;
 /** Events of a flat-out run, by body size: enough for steady state, few enough for the time budget. */
@@ -51,22 +51,26 @@ async function measureBounds(dir: string): Promise<{ verifyPerS: number; store: 
   return { verifyPerS, store };
 }
 
-/** The cases of one chain of servers; one hop also measures a catch-up. */
-async function measureChain(dir: string, hops: Hops): Promise<{ cases: CaseResult[]; catchUp?: CatchUpResult }> {
+/** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
+async function measureChain(dir: string, hops: Hops): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
   console.log(hops === 1 ? 'starting two linked servers (origin here, destination in a child process)' : `starting ${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`);
   let chain: LinkedChain | undefined;
   try {
     chain = await startChain(join(dir, `hops-${hops}`), hops);
+    const idle = await chain.rssBytes();
     const arrivals = new PeerArrivals(chain);
     await runCase(chain, arrivals, { name: 'warm-up', bodyBytes: 256, events: WARMUP_EVENTS, inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS });
     const cases: CaseResult[] = [];
+    let loaded = idle;
     for (const spec of caseSpecs(hops)) {
       console.log(`case: ${hops} hop(s), ${spec.name}, ${spec.events} events`);
       cases.push(await runCase(chain, arrivals, spec));
+      if (!spec.ratePerS) loaded = await chain.rssBytes();
     }
-    if (hops > 1) return { cases };
+    const memory: MemoryResult = { hops, idle, loaded };
+    if (hops > 1) return { cases, memory };
     console.log(`case: catch-up of ${TARGET_CATCH_UP.events} events stored while the trust was blocked`);
-    return { cases, catchUp: await runCatchUp(chain, arrivals, TARGET_CATCH_UP.events, CASE_TIME_LIMIT_MS * 2) };
+    return { cases, memory, catchUp: await runCatchUp(chain, arrivals, TARGET_CATCH_UP.events, CASE_TIME_LIMIT_MS * 2) };
   } finally {
     await chain?.stop();
   }
@@ -94,7 +98,7 @@ async function main(): Promise<void> {
   const { verifyPerS, store } = await measureBounds(dir);
   const oneHop = await measureChain(dir, 1);
   const threeHops = await measureChain(dir, 3);
-  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp);
+  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp, [oneHop.memory, threeHops.memory]);
   printReport(report);
   writeReport(report, RESULTS_FILE);
   console.log(`\nwrote ${RESULTS_FILE}`);

@@ -2,7 +2,8 @@
 
 /**
  * Parent → peer: the node config document (parseConfig input) and whether to report its
- * appends (the destination does, a transit does not), questions for its CPU time so far, then a stop.
+ * appends (the destination does, a transit does not), questions for its CPU time so far and its
+ * resident memory now, then a stop.
  */
 export type ToPeer = { type: 'start'; config: unknown; report: boolean } | { type: 'cpu' } | { type: 'stop' };
 
@@ -14,5 +15,5 @@ export type ToPeer = { type: 'start'; config: unknown; report: boolean } | { typ
 export type FromPeer =
   | { type: 'ready'; port: number }
   | { type: 'appended'; atMs: number; chats: Array<{ chatId: string; seqs: number[] }> }
-  | { type: 'cpu'; cpuMs: number }
+  | { type: 'cpu'; cpuMs: number; rssBytes: number }
   | { type: 'failed'; message: string };

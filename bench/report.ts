@@ -33,6 +33,13 @@ export const DURABILITY = {
     'NOT durable against power loss or an OS crash.',
 };
 
+/** Resident memory of each server's process, right after start and after its throughput cases. */
+export interface MemoryResult {
+  hops: 1 | 3;
+  idle: { origin: number; peer: number; transits: number[] };
+  loaded: { origin: number; peer: number; transits: number[] };
+}
+
 export interface Report {
   date: string;
   node: string;
@@ -43,9 +50,10 @@ export interface Report {
   bounds: { ed25519VerifyPerS: number; store: StoreBounds[] };
   cases: CaseResult[];
   catchUp: CatchUpResult | undefined;
+  memory: MemoryResult[];
 }
 
-export function makeReport(verifyPerS: number, store: StoreBounds[], cases: CaseResult[], catchUp: CatchUpResult | undefined): Report {
+export function makeReport(verifyPerS: number, store: StoreBounds[], cases: CaseResult[], catchUp: CatchUpResult | undefined, memory: MemoryResult[]): Report {
   return {
     date: new Date().toISOString(),
     node: process.version,
@@ -56,6 +64,7 @@ export function makeReport(verifyPerS: number, store: StoreBounds[], cases: Case
     bounds: { ed25519VerifyPerS: verifyPerS, store },
     cases,
     catchUp,
+    memory,
   };
 }
 
@@ -124,6 +133,17 @@ function catchUpRows(report: Report): Row[] {
   ];
 }
 
+const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)}`;
+
+function memoryRows(report: Report): Row[] {
+  return report.memory.map((memory) => {
+    const figure = (rss: MemoryResult['idle']) => [rss.origin, ...rss.transits, rss.peer].map(mib).join(' / ');
+    const who = memory.hops === 1 ? 'origin / destination' : 'origin / ETS / RTS / destination';
+    return [`${memory.hops === 1 ? 'one hop' : `${memory.hops} hops`}: RSS idle → after load, MiB`, `${figure(memory.idle)} → ${figure(memory.loaded)}`, '', '',
+      `${who}; the origin's process also runs the bench; PGlite (WebAssembly) holds most of it`, '—'] as Row;
+  });
+}
+
 function boundRows(report: Report): Row[] {
   const verify = report.bounds.ed25519VerifyPerS;
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
@@ -155,7 +175,7 @@ export function printReport(report: Report): void {
   const others = Math.max(...report.cases.map((result) => result.otherBusy ?? 0));
   if (others > OTHERS_BUSY_MAX) console.log(`WARNING: other processes used up to ${percent(others)} of a core during a run: the figures are low`);
   console.log('');
-  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...boundRows(report)]));
+  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...memoryRows(report), ...boundRows(report)]));
   console.log(
     `\nCPU o/t/d/other: share of one core used during the run by the origin's process (with the bench's poster), the transits' together, ` +
       `the destination's, and all other processes; ${percent(SATURATED_BUSY)} or more of one process: that core is the bound.`,
