@@ -91,7 +91,8 @@ function withinLimit<T>(what: string, limitMs: number, work: Promise<T>): Promis
   return Promise.race([work, limit]).finally(() => clearTimeout(timer));
 }
 
-class PeerProcess {
+/** A Trellis server in a child process (bench/link-peer.ts), started with a config document. */
+export class PeerProcess {
   readonly child: ChildProcess;
   private stopping = false;
   private readonly listeners: Array<(report: AppendReport) => void> = [];
@@ -99,7 +100,8 @@ class PeerProcess {
   readonly ready: Promise<number>;
 
   constructor(config: unknown, report: boolean) {
-    this.child = fork(fileURLToPath(new URL('./link-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // --expose-gc: memory is read after a collection, or startup garbage would count (bench/link-peer.ts).
+    this.child = fork(fileURLToPath(new URL('./link-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });
     running.add(this.child);
     this.child.once('exit', () => running.delete(this.child));
     this.ready = new Promise((resolve, reject) => {

@@ -3,8 +3,8 @@
  * process. Measures the machine's bounds (Ed25519 verify, PGlite append and read-back),
  * then one hop's throughput and end-to-end latency for 256 B and 4 KiB bodies, flat out
  * and at a paced 1,000 events/s; the same at 256 B over three hops (through an ETS and an
- * RTS); and a destination catching up on 100,000 stored events. Prints one table and
- * writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
+ * RTS); a destination catching up on 100,000 stored events; each server's memory; and an
+ * RTS holding 1,000 idle trust links. Prints one table and writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,8 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
+import { measureIdleLinks } from './idle-links.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
-import { makeReport, printReport, TARGET_CATCH_UP, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
+import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
 
 const BODY_BYTES = [256, 4096] as const;
 /** Events of a flat-out run, by body size: enough for steady state, few enough for the time budget. */
@@ -98,7 +99,9 @@ async function main(): Promise<void> {
   const { verifyPerS, store } = await measureBounds(dir);
   const oneHop = await measureChain(dir, 1);
   const threeHops = await measureChain(dir, 3);
-  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp, [oneHop.memory, threeHops.memory]);
+  console.log(`case: an RTS holding ${TARGET_IDLE_LINKS.links} idle trust links, dialled from this process`);
+  const idleLinks = await measureIdleLinks(join(dir, 'idle-links'), TARGET_IDLE_LINKS.links);
+  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp, [oneHop.memory, threeHops.memory], idleLinks);
   printReport(report);
   writeReport(report, RESULTS_FILE);
   console.log(`\nwrote ${RESULTS_FILE}`);

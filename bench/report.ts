@@ -7,6 +7,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
+import type { IdleLinksResult } from './idle-links.js';
 import type { CaseResult, CatchUpResult } from './link-case.js';
 
 /** The contour-routing issue's targets at 256 B: events/s, share of the store's append ceiling (one hop), p99 at the paced rate. */
@@ -18,6 +19,8 @@ export const TARGET_SHARE_OF_APPEND = 0.6;
 export const TARGET_PACED_PER_S = 1_000;
 /** A destination back after a while: this many stored events delivered within this time. */
 export const TARGET_CATCH_UP = { events: 100_000, seconds: 12 };
+/** An RTS holding this many idle trust links: each may add at most this much resident memory. */
+export const TARGET_IDLE_LINKS = { links: 1_000, kibPerLink: 200 };
 /** A core this busy during a run is the bound: the run waited on that process's CPU. */
 export const SATURATED_BUSY = 0.9;
 /** Other processes using more than this share of a core during a run: the bench did not have the machine to itself. */
@@ -46,25 +49,34 @@ export interface Report {
   cpus: number;
   cpuModel: string;
   durability: string;
-  targets: { byHops: typeof TARGETS; atPerS: number; catchUp: typeof TARGET_CATCH_UP };
+  targets: { byHops: typeof TARGETS; atPerS: number; catchUp: typeof TARGET_CATCH_UP; idleLinks: typeof TARGET_IDLE_LINKS };
   bounds: { ed25519VerifyPerS: number; store: StoreBounds[] };
   cases: CaseResult[];
   catchUp: CatchUpResult | undefined;
   memory: MemoryResult[];
+  idleLinks: IdleLinksResult;
 }
 
-export function makeReport(verifyPerS: number, store: StoreBounds[], cases: CaseResult[], catchUp: CatchUpResult | undefined, memory: MemoryResult[]): Report {
+export function makeReport(
+  verifyPerS: number,
+  store: StoreBounds[],
+  cases: CaseResult[],
+  catchUp: CatchUpResult | undefined,
+  memory: MemoryResult[],
+  idleLinks: IdleLinksResult,
+): Report {
   return {
     date: new Date().toISOString(),
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? 'unknown',
     durability: DURABILITY.full,
-    targets: { byHops: TARGETS, atPerS: TARGET_PACED_PER_S, catchUp: TARGET_CATCH_UP },
+    targets: { byHops: TARGETS, atPerS: TARGET_PACED_PER_S, catchUp: TARGET_CATCH_UP, idleLinks: TARGET_IDLE_LINKS },
     bounds: { ed25519VerifyPerS: verifyPerS, store },
     cases,
     catchUp,
     memory,
+    idleLinks,
   };
 }
 
@@ -144,6 +156,14 @@ function memoryRows(report: Report): Row[] {
   });
 }
 
+function idleLinkRows(report: Report): Row[] {
+  const result = report.idleLinks;
+  return [
+    [`RTS: memory per idle trust link (${count(result.links)})`, `${(result.bytesPerLink / 1024).toFixed(0)} KiB`, `< ${TARGET_IDLE_LINKS.kibPerLink} KiB`, '',
+      `RSS after a collection: ${mib(result.rssBaselineBytes)} MiB with a tenth of the links, ${mib(result.rssLinkedBytes)} MiB with all; all up in ${result.upSeconds.toFixed(1)} s; a bare grpc-js stream on its own connection ≈ 29 KiB`, '—'],
+  ];
+}
+
 function boundRows(report: Report): Row[] {
   const verify = report.bounds.ed25519VerifyPerS;
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
@@ -175,7 +195,7 @@ export function printReport(report: Report): void {
   const others = Math.max(...report.cases.map((result) => result.otherBusy ?? 0));
   if (others > OTHERS_BUSY_MAX) console.log(`WARNING: other processes used up to ${percent(others)} of a core during a run: the figures are low`);
   console.log('');
-  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...memoryRows(report), ...boundRows(report)]));
+  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...memoryRows(report), ...idleLinkRows(report), ...boundRows(report)]));
   console.log(
     `\nCPU o/t/d/other: share of one core used during the run by the origin's process (with the bench's poster), the transits' together, ` +
       `the destination's, and all other processes; ${percent(SATURATED_BUSY)} or more of one process: that core is the bound.`,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
-import type { Frame, EventBatch, BackfillAnswer, BackfillRequest, Forward, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
+import type { Frame, EventBatch, BackfillAnswer, BackfillRequest, Forward, Reachability, ServerRecord } from '../proto/gen/trellis/v1/link.js';
 import type { AuditEntry, CarriedEvent } from '../store/index.js';
 import type { Now } from './clock.js';
 import type { LinkTuning } from './config.js';
@@ -29,7 +29,7 @@ export interface LinkDeps {
   /** What this node tells a peer first, before any event: its directory and what is reachable through it. */
   greeting(peerId: string): Frame[];
   onDirectory(peerId: string, records: ServerRecord[]): Promise<void>;
-  onReachability(peerId: string, paths: ReachPath[]): Promise<void>;
+  onReachability(peerId: string, announcement: Reachability): Promise<void>;
   /** The peer stored batch `batchNo` of this link, which ended at our local seq `linkSeq`. */
   onAcked(peerId: string, batchNo: number, linkSeq: number): void;
 }
@@ -271,7 +271,7 @@ export class LinkSession {
       case 'directory':
         return this.deps.onDirectory(this.peerId, kind.value.records);
       case 'reachability':
-        return this.deps.onReachability(this.peerId, kind.value.paths);
+        return this.deps.onReachability(this.peerId, kind.value);
       default:
         throw new LinkFailure('unexpected-frame', `frame ${kind?.$case ?? '(empty)'} is not allowed after the handshake`);
     }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import type { Frame, ReachPath, ServerRecord } from '../proto/gen/trellis/v1/link.js';
+import type { Frame, Reachability, ServerRecord } from '../proto/gen/trellis/v1/link.js';
 import { openEmbeddedStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
 import { reconnectDelayMs } from './backoff.js';
 import { ChainHeads } from './chain-heads.js';
@@ -392,7 +392,7 @@ export class TrellisNode extends EventEmitter {
         audit: (e) => this.audit(e),
         greeting: (peerId) => [this.directoryFrame(this.directory.records()), this.reachabilityFrame(peerId)],
         onDirectory: (peerId, records) => this.onDirectory(peerId, records),
-        onReachability: async (peerId, paths) => this.onReachability(peerId, paths),
+        onReachability: async (peerId, announcement) => this.onReachability(peerId, announcement),
         onAcked: (peerId, batchNo, linkSeq) => this.delivery.acked(peerId, batchNo, linkSeq),
       },
       channel,
@@ -412,7 +412,7 @@ export class TrellisNode extends EventEmitter {
   private onLinkEnded(session: LinkSession, end: LinkEnd): void {
     if (this.links.get(session.peerId) === session) {
       this.links.delete(session.peerId);
-      this.routing.reach.forget(session.peerId);
+      this.routing.pathsChanged(this.routing.reach.forget(session.peerId));
       this.delivery.linkDown(session.peerId);
       this.routesChanged();
     }
@@ -488,18 +488,25 @@ export class TrellisNode extends EventEmitter {
     this.scheduleAnnouncement();
   }
 
-  /** Reachability goes out once per turn of the event loop, however many changes came in it. */
+  /**
+   * Reachability updates go out once per turn of the event loop, however many changes came
+   * in it, and carry only the destinations that changed: a link's first frame had the whole set.
+   */
   private scheduleAnnouncement(): void {
     if (this.announceScheduled) return;
     this.announceScheduled = true;
     setImmediate(() => {
       this.announceScheduled = false;
-      for (const session of this.links.values()) if (session.isOpen) session.sendControl(this.reachabilityFrame(session.peerId));
+      const changed = this.routing.takeUnannounced();
+      for (const session of this.links.values()) {
+        const update = session.isOpen ? this.routing.updateFor(session.peerId, changed) : undefined;
+        if (update) session.sendControl({ kind: { $case: 'reachability', value: update } });
+      }
     });
   }
 
   private reachabilityFrame(peerId: string): Frame {
-    return { kind: { $case: 'reachability', value: { paths: this.routing.announcementFor(peerId) } } };
+    return { kind: { $case: 'reachability', value: this.routing.announcementFor(peerId) } };
   }
 
   /** A CTS tells only of itself; a transit passes on every record it holds. */
@@ -518,12 +525,15 @@ export class TrellisNode extends EventEmitter {
     for (const entry of changed) await this.inbound.originKnown(entry.id);
   }
 
-  private onReachability(peerId: string, paths: ReachPath[]): void {
-    const outcome = this.routing.reach.accept(peerId, paths);
+  private onReachability(peerId: string, announcement: Reachability): void {
+    const outcome = this.routing.reach.accept(peerId, announcement);
     if (outcome.loops + outcome.malformed > 0) {
       void this.audit({ kind: 'reachability-refused', peer: peerId, code: outcome.loops > 0 ? 'loop' : 'malformed', detail: `${outcome.loops} looping and ${outcome.malformed} malformed path(s) refused` }, peerId);
     }
-    if (outcome.changed) this.routesChanged();
+    if (outcome.changed.length > 0) {
+      this.routing.pathsChanged(outcome.changed);
+      this.routesChanged();
+    }
   }
 
   link(peerId: string): LinkSession | undefined {

@@ -108,7 +108,7 @@ describe('authenticity: tampered events are refused and the link survives', () =
 
   it('refuses a path that loops through it, journals it, keeps the rest of the announcement, and traffic flows', async () => {
     const beyond = randomUUID();
-    await link.send({ kind: { $case: 'reachability', value: { paths: [{ servers: [rogue.id] }, { servers: [rogue.id, pair.a.id, pair.b.id] }, { servers: [rogue.id, beyond] }] } } });
+    await link.send({ kind: { $case: 'reachability', value: { paths: [{ servers: [rogue.id] }, { servers: [rogue.id, pair.a.id, pair.b.id] }, { servers: [rogue.id, beyond] }], withdrawn: [], update: false } } });
     await waitFor('the loop refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'reachability-refused' && e.code === 'loop' && e.peer === rogue.id));
     // The loop is not followed (B, unlinked here, gets no route through it); the honest path is taken.
     await waitFor('the honest path kept', () => pair.a.routing.nextHop(beyond, 0) === rogue.id);

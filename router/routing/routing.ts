@@ -1,5 +1,5 @@
 import { RoutingPolicy } from '../../proto/gen/trellis/v1/event.js';
-import type { ReachPath } from '../../proto/gen/trellis/v1/link.js';
+import type { Reachability, ReachPath } from '../../proto/gen/trellis/v1/link.js';
 import type { TrustConfig } from '../config.js';
 import { ReachabilityTable } from './reachability.js';
 import { chooseRoute, policyName, type Neighbour, type RouteChoice } from './route-choice.js';
@@ -28,6 +28,8 @@ export class Routing {
   readonly reach: ReachabilityTable;
   private hops = new Map<string, string>();
   private changes = 0;
+  /** Destinations whose announced path may have changed since neighbours were last told. */
+  private unannounced = new Set<string>();
 
   constructor(private readonly deps: RoutingDeps) {
     this.reach = new ReachabilityTable(deps.selfId);
@@ -94,22 +96,56 @@ export class Routing {
     }
     this.hops = hops;
     if (changes.length > 0) this.changes += 1;
+    for (const { destination } of changes) this.unannounced.add(destination);
     return changes;
   }
 
+  /** A neighbour's paths to these servers changed (or went): what we announce through it may change too. */
+  pathsChanged(destinations: Iterable<string>): void {
+    for (const destination of destinations) this.unannounced.add(destination);
+  }
+
+  /** The destinations to tell neighbours about since the last call (cleared by it). */
+  takeUnannounced(): Set<string> {
+    const taken = this.unannounced;
+    this.unannounced = new Set();
+    return taken;
+  }
+
   /**
-   * What to tell a neighbour is reachable through this node: itself, and (on a transit)
-   * the path it uses to every other destination, except paths through that neighbour
-   * (it would refuse them as loops anyway).
+   * What to tell a neighbour is reachable through this node, whole (the first frame of a
+   * link): itself, and (on a transit) the path it uses to every other destination, except
+   * paths through that neighbour (it would refuse them as loops anyway).
    */
-  announcementFor(peerId: string): ReachPath[] {
+  announcementFor(peerId: string): Reachability {
     const paths: ReachPath[] = [{ servers: [this.deps.selfId] }];
-    if (!this.deps.transit) return paths;
-    for (const [destination, via] of this.hops) {
-      if (via === peerId || destination === peerId) continue;
-      const path = via === destination ? [destination] : this.reach.reachOf(via).get(destination);
-      if (path && !path.includes(peerId)) paths.push({ servers: [this.deps.selfId, ...path] });
+    if (this.deps.transit) {
+      for (const destination of this.hops.keys()) {
+        const path = this.pathFor(destination, peerId);
+        if (path) paths.push({ servers: path });
+      }
     }
-    return paths;
+    return { paths, withdrawn: [], update: false };
+  }
+
+  /** What changed for a neighbour among `destinations`: new paths, and what it no longer reaches through us. */
+  updateFor(peerId: string, destinations: ReadonlySet<string>): Reachability | undefined {
+    if (!this.deps.transit || destinations.size === 0) return undefined;
+    const update: Reachability = { paths: [], withdrawn: [], update: true };
+    for (const destination of destinations) {
+      if (destination === this.deps.selfId || destination === peerId) continue;
+      const path = this.pathFor(destination, peerId);
+      if (path) update.paths.push({ servers: path });
+      else update.withdrawn.push(destination);
+    }
+    return update.paths.length + update.withdrawn.length > 0 ? update : undefined;
+  }
+
+  /** Our path to a destination as `peerId` may hear it: none if it runs through that peer (split horizon). */
+  private pathFor(destination: string, peerId: string): string[] | undefined {
+    const via = this.hops.get(destination);
+    if (!via || via === peerId || destination === peerId) return undefined;
+    const path = via === destination ? [destination] : this.reach.reachOf(via).get(destination);
+    return path && !path.includes(peerId) ? [this.deps.selfId, ...path] : undefined;
   }
 }
