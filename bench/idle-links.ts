@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { generateIdentityPem, identityFromPem, type Identity } from '../crypto/index.js';
 import { TrustServiceClient } from '../proto/gen/trellis/v1/link.js';
-import { dialHandshake, FailureRateLimiter, FrameChannel, type TrustConfig } from '../router/index.js';
+import { dialHandshake, FrameChannel, storelessDialContext, type TrustConfig } from '../router/index.js';
 import { PeerProcess } from './chain.js';
 
 /** Handshakes at once: under the RTS's per-address bound (16), as distinct servers behind one address would be. */
@@ -59,22 +59,7 @@ async function dial(endpoint: string, rtsId: string, dialler: Dialler): Promise<
     server_id: rtsId, name: 'rts', kind: 'RTS', role: 'upstream', status: 'enabled', allow_trust_search: false,
     token_for_accepting: dialler.tokens.accept, token_for_connecting: dialler.tokens.connect,
   };
-  await dialHandshake(
-    {
-      selfId: dialler.id,
-      identity: dialler.identity,
-      timeoutMs: 30_000,
-      limiter: new FailureRateLimiter(Date.now),
-      trustOf: () => trust,
-      pinnedKey: async () => undefined,
-      pinKey: async () => undefined,
-      claimLink: async (_peer, diallerId) => ({ diallerId, release: () => undefined }),
-      storedLinkSeq: async () => 0,
-      audit: async () => undefined,
-    },
-    channel,
-    trust,
-  );
+  await dialHandshake(storelessDialContext(dialler.id, dialler.identity, trust, 30_000), channel, trust);
   void (async () => {
     while (await channel.next().catch(() => undefined));
   })();

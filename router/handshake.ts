@@ -5,7 +5,7 @@ import type { AuditEntry } from '../store/index.js';
 import type { TrustConfig } from './config.js';
 import { knownPeerCode, LinkFailure, peerMessage, type LinkErrorCode } from './errors.js';
 import { errorFrame, type FrameChannel } from './frame-channel.js';
-import type { FailureRateLimiter } from './rate-limit.js';
+import { FailureRateLimiter } from './rate-limit.js';
 
 /**
  * The opening of a trust link (architecture.md, "The trust link"):
@@ -124,6 +124,25 @@ async function refuse(ctx: HandshakeContext, channel: FrameChannel, peer: string
   const entry = { kind: refusedByPeer ? 'link-refused-by-peer' : 'link-refused', code, detail: `${side}: ${message}`, ...(peer ? { peer } : {}) };
   await ctx.audit(entry, side === 'accepting' ? channel.remoteAddress : peer);
   throw error;
+}
+
+/**
+ * The context of a dialler that is not a node: it keeps no store, pins nothing, journals
+ * nothing and claims no slot (a test's rogue peer, the bench's idle links).
+ */
+export function storelessDialContext(selfId: string, identity: Identity, trust: TrustConfig, timeoutMs: number): HandshakeContext {
+  return {
+    selfId,
+    identity,
+    timeoutMs,
+    limiter: new FailureRateLimiter(Date.now),
+    trustOf: () => trust,
+    pinnedKey: async () => undefined,
+    pinKey: async () => undefined,
+    claimLink: async (_peer, diallerId) => ({ diallerId, release: () => undefined }),
+    storedLinkSeq: async () => 0,
+    audit: async () => undefined,
+  };
 }
 
 export async function dialHandshake(ctx: HandshakeContext, channel: FrameChannel, trust: TrustConfig): Promise<LinkOpening> {

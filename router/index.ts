@@ -14,7 +14,7 @@ export { type RouteCandidate, type PathClass, type ServerKind } from './routing/
 export { loadConfig, parseConfig, parseTrust, type ParsedTrust, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
-export { dialHandshake, acceptHandshake, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';
+export { dialHandshake, acceptHandshake, storelessDialContext, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';
 export { FrameChannel } from './frame-channel.js';
 export { Transport, GRPC_MESSAGE_BYTES_MAX } from './transport.js';
 export { FailureRateLimiter, HANDSHAKE_FAILURES_MAX } from './rate-limit.js';

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chainEvent, eventId, identityFromSeed, signEventId, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
 import type { Frame } from '../../proto/gen/trellis/v1/link.js';
-import { dialHandshake, FailureRateLimiter, FrameChannel, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
+import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
 
 /**
@@ -62,22 +62,7 @@ export class RoguePeer {
       role: 'partner',
     };
     try {
-      const opening = await dialHandshake(
-        {
-          selfId: this.id,
-          identity: this.identity,
-          timeoutMs: 5_000,
-          limiter: new FailureRateLimiter(Date.now),
-          trustOf: () => trust,
-          pinnedKey: async () => undefined,
-          pinKey: async () => undefined,
-          claimLink: async (_peer, diallerId) => ({ diallerId, release: () => undefined }),
-          storedLinkSeq: async () => 0,
-          audit: async () => undefined,
-        },
-        stream.channel,
-        trust,
-      );
+      const opening = await dialHandshake(storelessDialContext(this.id, this.identity, trust, 5_000), stream.channel, trust);
       return new RogueLink(stream.channel, opening, stream.close);
     } catch (error) {
       stream.close();
