@@ -55,7 +55,7 @@ describe('node configuration', () => {
     ['an endpoint without a port', (c: any) => (c.trusts[0].endpoint = 'cts2.example.com'), 'trusts[0].endpoint: must be host:port'],
     ['a port past 65535', (c: any) => (c.listen = '127.0.0.1:70000'), 'listen: port must be at most 65535'],
     ['a trust with itself', (c: any) => (c.trusts[0].server_id = SELF), 'trusts[0].server_id: is this server itself'],
-    ['both store kinds', (c: any) => (c.store = { memory: true, data_dir: 'x' }), 'store: set exactly one of data_dir or memory: true'],
+    ['both store kinds', (c: any) => (c.store = { memory: true, data_dir: 'x' }), 'store: set exactly one of data_dir, memory: true or url'],
     ['a public address without TLS', (c: any) => (c.listen = '0.0.0.0:5001'), 'listen: is not a loopback address: configure tls, or set allow_plaintext: true'],
     ['a backoff ceiling below its floor', (c: any) => (c.link = { reconnect_min_ms: 5000, reconnect_max_ms: 1000 }), 'link.reconnect_max_ms: must be at least reconnect_min_ms'],
   ])('refuses %s, naming the key', (_what, spoil, expected) => {

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import type { StoreLocation } from '../store/index.js';
 
 /**
  * One YAML file per node, parsed once at the edge into typed values. Keys follow the
@@ -119,9 +120,18 @@ const rawConfigSchema = z
     listen: hostPort,
     identity_key_file: z.string().min(1),
     store: z
-      .object({ data_dir: z.string().min(1).optional(), memory: z.literal(true).optional() })
+      .object({
+        data_dir: z.string().min(1).optional(),
+        memory: z.literal(true).optional(),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a PostgreSQL URL, postgres://user:password@host:5432/database')
+          .optional()
+          .describe('PostgreSQL; DATABASE_URL in the environment takes its place'),
+        durability: z.enum(['fsync', 'os']).default('fsync').describe('embedded store: fsync each commit, or leave writing to the OS'),
+      })
       .strict()
-      .refine((s) => Boolean(s.data_dir) !== Boolean(s.memory), 'set exactly one of data_dir or memory: true'),
+      .refine((s) => [s.data_dir, s.memory, s.url].filter(Boolean).length === 1, 'set exactly one of data_dir, memory: true or url'),
     tls: z.object({ cert_file: z.string(), key_file: z.string(), ca_file: z.string(), server_name: z.string().optional() }).strict().optional(),
     allow_plaintext: z.boolean().default(false),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -328,11 +338,21 @@ function resolvePaths(config: NodeConfig, baseDir: string): NodeConfig {
   return {
     ...config,
     identity_key_file: at(config.identity_key_file),
-    store: config.store.data_dir ? { data_dir: at(config.store.data_dir) } : config.store,
+    store: config.store.data_dir ? { ...config.store, data_dir: at(config.store.data_dir) } : config.store,
     ...(config.tls
       ? { tls: { ...config.tls, cert_file: at(config.tls.cert_file), key_file: at(config.tls.key_file), ca_file: at(config.tls.ca_file) } }
       : {}),
   };
+}
+
+/**
+ * Where the node keeps its log: DATABASE_URL in the environment, else the config's
+ * store.url (both PostgreSQL), else the embedded store in data_dir or in memory.
+ */
+export function storeLocation(store: NodeConfig['store'], env: NodeJS.ProcessEnv): StoreLocation {
+  const url = env.DATABASE_URL || store.url;
+  if (url) return { url };
+  return { ...(store.data_dir ? { dataDir: store.data_dir } : {}), durability: store.durability };
 }
 
 export function loadConfig(file: string): NodeConfig {

@@ -5,11 +5,11 @@ import type * as grpc from '@grpc/grpc-js';
 import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { Frame, Reachability, ServerRecord } from '../proto/gen/trellis/v1/link.js';
-import { openEmbeddedStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
+import { openStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
 import { reconnectDelayMs } from './backoff.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock, type Now } from './clock.js';
-import { upstreamOf, type NodeConfig, type TrustConfig } from './config.js';
+import { storeLocation, upstreamOf, type NodeConfig, type TrustConfig } from './config.js';
 import { LinkFailure, type LinkErrorCode } from './errors.js';
 import { errorFrame, FrameChannel } from './frame-channel.js';
 import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
@@ -182,7 +182,7 @@ export class TrellisNode extends EventEmitter {
   }
 
   static async start(config: NodeConfig, options: NodeOptions = {}): Promise<TrellisNode> {
-    const store = options.store ?? (await openEmbeddedStore(config.store.data_dir ? { dataDir: config.store.data_dir } : {}));
+    const store = options.store ?? (await openStore(storeLocation(config.store, process.env)));
     let node: TrellisNode | undefined;
     try {
       node = new TrellisNode(config, store, options);
@@ -215,7 +215,7 @@ export class TrellisNode extends EventEmitter {
       if (this.config.allow_plaintext) this.log.warn({ listen: this.config.listen }, `${note}: allow_plaintext is set; tokens stay secret but traffic metadata is visible`);
       else this.log.info({ listen: this.config.listen }, `${note} (loopback only)`);
     }
-    this.log.info({ listen: this.config.listen, port, server: this.id, kind: this.config.server.kind, trusts: this.trusts.size }, 'node listening');
+    this.log.info({ listen: this.config.listen, port, server: this.id, kind: this.config.server.kind, trusts: this.trusts.size, store: this.store.description }, 'node listening');
     for (const trust of this.trusts.values()) this.startDialling(trust);
   }
 

@@ -1,4 +1,5 @@
-export type StoreErrorCode = 'open-failed' | 'migration-failed' | 'closed';
+/** open-failed: bad options or files; unreachable: the engine did not answer or refused us; read-failed: a value we cannot represent. */
+export type StoreErrorCode = 'open-failed' | 'unreachable' | 'migration-failed' | 'read-failed' | 'closed';
 
 export class StoreError extends Error {
   constructor(

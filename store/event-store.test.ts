@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainEvent, eventId, type ChainPosition } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import { openEmbeddedStore, type EventStore } from './index.js';
+import { testEngines } from '../test/support/engines.js';
 
 const CHAT = 'chat-1';
 const A = 'server-a';
@@ -27,18 +24,10 @@ function chain(origin: string, count: number, head?: ChainPosition, firstMs = 10
   return events;
 }
 
-describe('embedded event store', () => {
-  const stores: EventStore[] = [];
-  const dirs: string[] = [];
-  const open = async (dataDir?: string) => {
-    const store = await openEmbeddedStore(dataDir ? { dataDir } : {});
-    stores.push(store);
-    return store;
-  };
-  afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close().catch(() => undefined)));
-    dirs.splice(0).forEach((dir) => rmSync(dir, { recursive: true, force: true }));
-  });
+// The store's contract, on every engine: PGlite and the real PostgreSQL server.
+describe.each(await testEngines())('event store on $name', (engine) => {
+  const open = (place?: string) => engine.open(place);
+  afterEach(() => engine.cleanUp());
 
   it('stores the same event once however often it is appended', async () => {
     const store = await open();
@@ -120,8 +109,7 @@ describe('embedded event store', () => {
   });
 
   it('keeps its log, cursors and pinned keys across a restart from its data directory', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'trellis-store-'));
-    dirs.push(dir);
+    const dir = engine.place();
     const before = await open(dir);
     await before.append({ events: chain(A, 3), cursor: { peerId: B, linkSeq: 7 } });
     await before.pinKey(B, Buffer.alloc(32, 9));

@@ -83,6 +83,8 @@ export interface AuditRecord extends AuditEntry {
  * the same contract tests.
  */
 export interface EventStore {
+  /** The engine and where it is, for the operator (no password). */
+  readonly description: string;
   /** Appends atomically with the cursor; an event already stored is skipped. Returns what was new. */
   append(request: AppendRequest): Promise<StoredEvent[]>;
   head(chatId: string, origin: string): Promise<ChainHead | undefined>;
@@ -267,6 +269,10 @@ export class SqlEventStore implements EventStore {
   private rowsUntilAnalyze = ANALYZE_AFTER_ROWS;
 
   constructor(private readonly db: SqlDriver) {}
+
+  get description(): string {
+    return this.db.description;
+  }
 
   async append(request: AppendRequest): Promise<StoredEvent[]> {
     const appended = await this.appendAtomically(request);
