@@ -128,7 +128,7 @@ const rawConfigSchema = z
           .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a PostgreSQL URL, postgres://user:password@host:5432/database')
           .optional()
           .describe('PostgreSQL; DATABASE_URL in the environment takes its place'),
-        durability: z.enum(['fsync', 'os']).default('fsync').describe('embedded store: fsync each commit, or leave writing to the OS'),
+        durability: z.enum(['fsync', 'os']).optional().describe('embedded store: fsync each commit (the default), or leave writing to the OS'),
       })
       .strict()
       .refine((s) => [s.data_dir, s.memory, s.url].filter(Boolean).length === 1, 'set exactly one of data_dir, memory: true or url'),
@@ -352,7 +352,7 @@ function resolvePaths(config: NodeConfig, baseDir: string): NodeConfig {
 export function storeLocation(store: NodeConfig['store'], env: NodeJS.ProcessEnv): StoreLocation {
   const url = env.DATABASE_URL || store.url;
   if (url) return { url };
-  return { ...(store.data_dir ? { dataDir: store.data_dir } : {}), durability: store.durability };
+  return { ...(store.data_dir ? { dataDir: store.data_dir } : {}), durability: store.durability ?? 'fsync' };
 }
 
 export function loadConfig(file: string): NodeConfig {
