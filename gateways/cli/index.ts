@@ -61,6 +61,7 @@ async function start(configFile: string, io: CliIo): Promise<void> {
     await node.stop();
     throw error;
   }
+  io.out(`store: ${node.store.description}`);
   if (admin) io.out(`admin service on ${admin.address} (loopback only): trellis graph --admin ${admin.address}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
