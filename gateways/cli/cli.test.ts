@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { identityFromPem } from '../../crypto/index.js';
 import { runCli } from './index.js';
-import { EXIT_CANT_CREATE, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
+import { EXIT_CANT_CREATE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -80,5 +80,17 @@ describe('trellis CLI', () => {
     expect(started.code).not.toBe(0);
     expect(started.err).toContain('trellis keygen --out');
     expect(started.err).not.toContain('    at ');
+  });
+
+  it('names an unreachable store in one line and exits 69, without a stack or the password', async () => {
+    const keyFile = join(dir, 'store-check.key');
+    expect((await run('keygen', '--out', keyFile)).code).toBe(0);
+    const config = join(dir, 'unreachable-store.yaml');
+    writeFileSync(config, `server: { id: 6f1c2a9e-3b7d-4e52-9a4f-0c8d1e2f3a41, name: a, kind: CTS }\nlisten: 127.0.0.1:0\nidentity_key_file: ${keyFile}\nstore: { url: 'postgres://trellis:s3cret@127.0.0.1:1/trellis' }\n`);
+    const started = await run('start', '--config', config);
+    expect(started.code).toBe(EXIT_UNAVAILABLE);
+    expect(started.err).toContain('PostgreSQL at postgres://trellis:***@127.0.0.1:1/trellis: connection refused');
+    expect(started.err.trim().split('\n')).toHaveLength(1);
+    expect(started.err).not.toContain('s3cret');
   });
 });
