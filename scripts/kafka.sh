@@ -138,7 +138,8 @@ port_open() { # $1 = port
 }
 
 # Does a Kafka broker answer a real request (metadata / list topics) on 127.0.0.1:9092?
-# Uses kafkajs from the project's node_modules when installed, else Kafka's own TopicCommand.
+# Uses kafkajs from the project's node_modules when installed, else Kafka's own
+# BrokerApiVersionsCommand (metadata + ApiVersions requests; the 3.9 core jar has no TopicCommand).
 broker_answers() {
   port_open "$PORT" || return 1
   if command -v node >/dev/null && (cd "$ROOT" && node -e 'require.resolve("kafkajs")') 2>/dev/null; then
@@ -155,7 +156,7 @@ broker_answers() {
     local libs
     libs="$(fetched_libs)" || return 1
     timeout 30 java -Xmx128m -Dlog4j.configuration="file:$TOOLS_LOG4J" -cp "$libs/*" \
-      org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$PORT" --list >/dev/null 2>&1
+      kafka.admin.BrokerApiVersionsCommand --bootstrap-server "$HOST:$PORT" >/dev/null 2>&1
   fi
 }
 
