@@ -191,6 +191,10 @@ export class Outbound {
       this.hops.clear();
       this.hopsVersion = this.deps.routes.version;
     }
+    // Passed over once, a chat stays so until its membership event is observed and rewinds the
+    // links: a store read on another connection (PostgreSQL) can see the members earlier, and
+    // sending on that would send these events again after the rewind.
+    if (this.unplaced.has(event.chatId)) return this.passedOver(event);
     let hops = this.hops.get(event.chatId);
     if (!hops) {
       const { servers, policy } = await this.routingOf(event.chatId);

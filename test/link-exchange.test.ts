@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { LinkSession } from '../router/index.js';
 import { createdDraft, newChat, type TestChat } from './support/devices.js';
 import { postMessages, TestPair, waitFor, waitForConvergence } from './support/federation.js';
+import { testEngines } from './support/engines.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 const EVENTS_PER_SIDE = 10_000;
@@ -20,7 +21,8 @@ async function startChat(pair: TestPair): Promise<TestChat> {
   return chat;
 }
 
-describe('trust link between two servers', () => {
+// On each store engine: the link's exactly-once rests on the store's one-statement append with its cursor.
+describe.each(await testEngines())('trust link between two servers, stores on $name', (engine) => {
   let pair: TestPair | undefined;
   let proxy: TcpProxy | undefined;
   afterEach(async () => {
@@ -30,7 +32,7 @@ describe('trust link between two servers', () => {
   });
 
   it('carries 10,000 events each way exactly once, to equal logs', async () => {
-    pair = await TestPair.start();
+    pair = await TestPair.start({ engine });
     const sessions = recordLinks(pair);
     const chat = await startChat(pair);
     await Promise.all([
@@ -46,7 +48,7 @@ describe('trust link between two servers', () => {
   });
 
   it('survives its socket being cut mid-stream and resumes from the stored cursor', async () => {
-    pair = await TestPair.start({ bOnlyAccepts: true, aDialsB: async (port) => `127.0.0.1:${(proxy = await TcpProxy.start(port)).port}` });
+    pair = await TestPair.start({ engine, bOnlyAccepts: true, aDialsB: async (port) => `127.0.0.1:${(proxy = await TcpProxy.start(port)).port}` });
     const sessions = recordLinks(pair);
     const chat = await startChat(pair);
     const posting = Promise.all([
@@ -73,7 +75,7 @@ describe('trust link between two servers', () => {
   });
 
   it('resumes after the peer is stopped and restarted from its data directory', async () => {
-    pair = await TestPair.start({ persistent: true });
+    pair = await TestPair.start({ engine });
     const sessions = recordLinks(pair);
     const chat = await startChat(pair);
     const posting = postMessages(pair.a, chat, `alice@${pair.a.id}`, EVENTS_PER_SIDE, 64);

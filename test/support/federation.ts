@@ -8,6 +8,7 @@ import { cryptoReady, generateIdentityPem } from '../../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode, type NodeConfig } from '../../router/index.js';
 import type { EventStore } from '../../store/index.js';
 import { messageDraft, type TestChat } from './devices.js';
+import type { TestEngine } from './engines.js';
 
 /** Captures every log line of the nodes of a test, to search them (for tokens, for bodies). */
 export class LogCapture extends Writable {
@@ -69,6 +70,8 @@ export interface PairOptions {
   bTls?: NodeConfig['tls'];
   /** A's store, opened by the test (to reach its SQL); A closes it when it stops. */
   aStore?: EventStore;
+  /** Both stores on this engine (each side at a place of its own, kept across restarts); else PGlite from the config. */
+  engine?: TestEngine;
   link?: Partial<NodeConfig['link']>;
 }
 
@@ -82,11 +85,13 @@ export class TestPair {
   bConfig!: NodeConfig;
   readonly tokens = { aAccepts: randomBytes(24).toString('base64url'), bAccepts: randomBytes(24).toString('base64url') };
   private aStore: EventStore | undefined;
+  private engine: { engine: TestEngine; a: string; b: string } | undefined;
 
   static async start(options: PairOptions = {}): Promise<TestPair> {
     await cryptoReady();
     const pair = new TestPair();
     pair.aStore = options.aStore;
+    if (options.engine) pair.engine = { engine: options.engine, a: options.engine.place(), b: options.engine.place() };
     await pair.configure(options);
     [pair.a, pair.b] = await Promise.all([pair.startA(), pair.startB()]);
     return pair;
@@ -109,12 +114,14 @@ export class TestPair {
     return { name, port, id: randomUUID(), keyFile, ...(dataDir ? { dataDir } : {}) };
   }
 
-  startA(): Promise<TrellisNode> {
-    return TrellisNode.start(this.aConfig, { logger: createLogger('info', this.logs), ...(this.aStore ? { store: this.aStore } : {}) });
+  async startA(): Promise<TrellisNode> {
+    const store = this.aStore ?? (await this.engine?.engine.open(this.engine.a));
+    return TrellisNode.start(this.aConfig, { logger: createLogger('info', this.logs), ...(store ? { store } : {}) });
   }
 
-  startB(): Promise<TrellisNode> {
-    return TrellisNode.start(this.bConfig, { logger: createLogger('info', this.logs) });
+  async startB(): Promise<TrellisNode> {
+    const store = await this.engine?.engine.open(this.engine.b);
+    return TrellisNode.start(this.bConfig, { logger: createLogger('info', this.logs), ...(store ? { store } : {}) });
   }
 
   /** Stops both nodes and keeps their data directories (to read the stored bytes). */
@@ -124,6 +131,7 @@ export class TestPair {
 
   async stop(): Promise<void> {
     await this.stopNodes();
+    await this.engine?.engine.cleanUp();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
