@@ -4,11 +4,11 @@
  * events a link carries. A link figure is only meaningful next to these.
  */
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { chainEvent, identityFromSeed, verifySignature, type ChainPosition } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import { openEmbeddedStore, type EventStore } from '../store/index.js';
+import type { EngineName } from './engines.js';
+import { openStore, type EventStore, type StoreLocation } from '../store/index.js';
 import { percentile, sharedNowMs } from './clock.js';
 
 /** How long the verify loop runs. */
@@ -19,6 +19,7 @@ export const STORE_BATCH_EVENTS = 512;
 export const COMMIT_SAMPLES = 3_000;
 
 export interface StoreBounds {
+  engine: EngineName;
   bodyBytes: number;
   /** Events in the sample chat. */
   chatEvents: number;
@@ -109,17 +110,17 @@ async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<
 
 /**
  * Appends, reads back and single commits of `bodyBytes` bodies on a fresh store in
- * `dataDir`, in one chat of `events` events: the read-back's cost grows with the length of
+ * `location` (an engine's fresh store), in one chat of `events` events: the read-back's cost grows with the length of
  * the chat (see the report), so the sample chat is as long as the link run's.
  */
-export async function measureStore(dataDir: string, bodyBytes: number, events: number): Promise<StoreBounds> {
-  const store = await openEmbeddedStore({ dataDir: join(dataDir, `store-${bodyBytes}`) });
+export async function measureStore(engine: EngineName, location: StoreLocation, bodyBytes: number, events: number): Promise<StoreBounds> {
+  const store = await openStore(location);
   try {
     const chain = sampleChain('batch-appends', bodyBytes, events);
     const appendRowsPerS = await timeBatchAppends(store, chain);
     const readBackRowsPerS = await timeReadBack(store, chain.length);
     const commits = await timeSingleCommits(store, bodyBytes);
-    return { bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
+    return { engine, bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
   } finally {
     await store.close();
   }

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { generateIdentityPem } from '../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode } from '../router/index.js';
 import { cpuMs } from './cpu.js';
+import { pgliteBench, type BenchEngine, type EngineName } from './engines.js';
 import type { FromPeer, ToPeer } from './peer-messages.js';
 
 /** Opening both stores (PGlite start and migrations) and the handshake fit in this. */
@@ -27,6 +28,8 @@ export type Hops = 1 | 3;
 
 export interface LinkedChain {
   readonly origin: TrellisNode;
+  /** The engine every server of the chain stores on. */
+  readonly engine: EngineName;
   /** The destination server, and the origin's next hop toward it (the destination itself for one hop). */
   readonly peerId: string;
   readonly firstHopId: string;
@@ -65,7 +68,7 @@ interface Pairing {
 const pairing = (a: Server, b: Server): Pairing => ({ tokens: { [a.id]: randomBytes(24).toString('base64url'), [b.id]: randomBytes(24).toString('base64url') } });
 
 /** A node's config document, as its YAML would say it: its upstream (if any) and its other trusts. */
-function nodeDocument(dir: string, self: Server, links: Array<{ peer: Server; pairing: Pairing; endpoint?: string; upstream?: boolean }>): unknown {
+function nodeDocument(dir: string, self: Server, store: Record<string, string>, links: Array<{ peer: Server; pairing: Pairing; endpoint?: string; upstream?: boolean }>): unknown {
   const accept = (link: (typeof links)[number]) => link.pairing.tokens[self.id]!;
   const connect = (link: (typeof links)[number]) => link.pairing.tokens[link.peer.id]!;
   const upstream = links.find((link) => link.upstream);
@@ -74,7 +77,7 @@ function nodeDocument(dir: string, self: Server, links: Array<{ peer: Server; pa
     server: { id: self.id, name: self.name, kind: self.kind },
     listen: '127.0.0.1:0',
     identity_key_file: keyFile(dir, self.name),
-    store: { data_dir: join(dir, self.name) },
+    store,
     log_level: 'silent',
     ...(upstream
       ? { [`${prefix}_id`]: upstream.peer.id, [`${prefix}_name`]: upstream.peer.name, [`${prefix}_host`]: upstream.endpoint, [`${prefix}_token`]: `${accept(upstream)}:${connect(upstream)}` }
@@ -160,8 +163,9 @@ const endpointOf = (port: number) => `127.0.0.1:${port}`;
  * Starts the servers of a chain, children first (each dials the ones started before it),
  * then the origin, and resolves once the origin routes to the destination.
  */
-export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> {
+export async function startChain(dir: string, hops: Hops, engine: BenchEngine = pgliteBench): Promise<LinkedChain> {
   mkdirSync(dir, { recursive: true });
+  const store = async (server: Server) => (await engine.fresh(dir, server.name)).config;
   const origin: Server = { id: randomUUID(), name: 'origin', kind: 'CTS' };
   const destination: Server = { id: randomUUID(), name: 'destination', kind: 'CTS' };
   const children: PeerProcess[] = [];
@@ -174,24 +178,24 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
     let originDocument: unknown;
     if (hops === 1) {
       const link = pairing(origin, destination);
-      peer = new PeerProcess(nodeDocument(dir, destination, [{ peer: origin, pairing: link }]), true);
+      peer = new PeerProcess(nodeDocument(dir, destination, await store(destination), [{ peer: origin, pairing: link }]), true);
       children.push(peer);
       const port = await withinLimit('destination start', PAIR_START_LIMIT_MS, peer.ready);
-      originDocument = nodeDocument(dir, origin, [{ peer: destination, pairing: link, endpoint: endpointOf(port) }]);
+      originDocument = nodeDocument(dir, origin, await store(origin), [{ peer: destination, pairing: link, endpoint: endpointOf(port) }]);
       firstHop = destination;
     } else {
       const ets: Server = { id: randomUUID(), name: 'ets', kind: 'ETS' };
       const rts: Server = { id: randomUUID(), name: 'rts', kind: 'RTS' };
       const [originEts, etsRts, rtsDestination] = [pairing(origin, ets), pairing(ets, rts), pairing(rts, destination)];
-      const rtsProcess = new PeerProcess(nodeDocument(dir, rts, [{ peer: ets, pairing: etsRts }, { peer: destination, pairing: rtsDestination }]), false);
+      const rtsProcess = new PeerProcess(nodeDocument(dir, rts, await store(rts), [{ peer: ets, pairing: etsRts }, { peer: destination, pairing: rtsDestination }]), false);
       children.push(rtsProcess);
       const rtsEndpoint = endpointOf(await withinLimit('rts start', PAIR_START_LIMIT_MS, rtsProcess.ready));
-      const etsProcess = new PeerProcess(nodeDocument(dir, ets, [{ peer: rts, pairing: etsRts, endpoint: rtsEndpoint, upstream: true }, { peer: origin, pairing: originEts }]), false);
-      peer = new PeerProcess(nodeDocument(dir, destination, [{ peer: rts, pairing: rtsDestination, endpoint: rtsEndpoint, upstream: true }]), true);
+      const etsProcess = new PeerProcess(nodeDocument(dir, ets, await store(ets), [{ peer: rts, pairing: etsRts, endpoint: rtsEndpoint, upstream: true }, { peer: origin, pairing: originEts }]), false);
+      peer = new PeerProcess(nodeDocument(dir, destination, await store(destination), [{ peer: rts, pairing: rtsDestination, endpoint: rtsEndpoint, upstream: true }]), true);
       children.push(peer, etsProcess);
       transits = [etsProcess, rtsProcess];
       const [etsPort] = await withinLimit('ets and destination start', PAIR_START_LIMIT_MS, Promise.all([etsProcess.ready, peer.ready]));
-      originDocument = nodeDocument(dir, origin, [{ peer: ets, pairing: originEts, endpoint: endpointOf(etsPort), upstream: true }]);
+      originDocument = nodeDocument(dir, origin, await store(origin), [{ peer: ets, pairing: originEts, endpoint: endpointOf(etsPort), upstream: true }]);
       firstHop = ets;
     }
     originNode = await TrellisNode.start(parseConfig(originDocument, 'bench origin'), { logger: createLogger('silent') });
@@ -199,11 +203,13 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
   } catch (error) {
     await originNode?.stop().catch(() => undefined);
     await Promise.allSettled(children.map((child) => child.stop()));
+    await engine.cleanUp().catch(() => undefined);
     throw error;
   }
   const started = originNode;
   return {
     origin: started,
+    engine: engine.name,
     peerId: destination.id,
     firstHopId: firstHop.id,
     hops,
@@ -218,6 +224,7 @@ export async function startChain(dir: string, hops: Hops): Promise<LinkedChain> 
     },
     stop: async () => {
       await Promise.allSettled([started.stop(), ...children.map((child) => child.stop())]);
+      await engine.cleanUp();
     },
   };
 }

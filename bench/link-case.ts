@@ -10,6 +10,7 @@ import type { StoredEvent } from '../store/index.js';
 import { percentile, sharedNowMs } from './clock.js';
 import { machineBusyMs } from './cpu.js';
 import type { AppendReport, Hops, LinkedChain } from './chain.js';
+import type { EngineName } from './engines.js';
 
 export interface CaseSpec {
   name: string;
@@ -27,6 +28,8 @@ export interface CaseResult {
   name: string;
   /** Trust links between the origin and the destination. */
   hops: Hops;
+  /** The store engine of every server in the run. */
+  engine: EngineName;
   bodyBytes: number;
   events: number;
   inFlightMax: number;
@@ -211,6 +214,7 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
   return {
     name: spec.name,
     hops: pair.hops,
+    engine: pair.engine,
     bodyBytes: drafts[0]!.body.length,
     events: spec.events,
     inFlightMax: spec.inFlightMax,

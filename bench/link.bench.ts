@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
+import { pgliteBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
 import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
@@ -32,44 +33,57 @@ const CASE_TIME_LIMIT_MS = 60_000;
 const BENCH_TIME_LIMIT_MS = 420_000;
 const RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link.json', import.meta.url));
 
-function caseSpecs(hops: Hops): CaseSpec[] {
+function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
   const bodies = hops === 1 ? BODY_BYTES : ([256] as const);
+  // PostgreSQL: the 256 B pace only (its p99 target), and both throughputs.
+  const pacedBodies = engine.name === 'PostgreSQL' ? ([256] as const) : bodies;
   const throughput = bodies.map((bodyBytes) => ({
     name: `throughput, ${bodyBytes} B`, bodyBytes, events: THROUGHPUT_EVENTS[bodyBytes], inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
-  const paced = bodies.map((bodyBytes) => ({
+  const paced = pacedBodies.map((bodyBytes) => ({
     name: `paced ${TARGET_PACED_PER_S}/s, ${bodyBytes} B`, bodyBytes, events: (TARGET_PACED_PER_S * PACED_DURATION_MS) / 1000,
     inFlightMax: PACED_IN_FLIGHT_MAX, ratePerS: TARGET_PACED_PER_S, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
   return [...throughput, ...paced];
 }
 
-async function measureBounds(dir: string): Promise<{ verifyPerS: number; store: StoreBounds[] }> {
-  console.log('machine bounds: Ed25519 verify, PGlite append / read-back / one-event commit');
+/** Each engine's append, read-back and one-event commit, on a store of its own made as a server's would be. */
+async function measureBounds(dir: string, engines: readonly BenchEngine[]): Promise<{ verifyPerS: number; store: StoreBounds[] }> {
+  console.log(`machine bounds: Ed25519 verify; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
   const verifyPerS = measureVerifyPerS();
   const store: StoreBounds[] = [];
-  for (const bodyBytes of BODY_BYTES) store.push(await measureStore(dir, bodyBytes, THROUGHPUT_EVENTS[bodyBytes]));
+  for (const engine of engines) {
+    try {
+      for (const bodyBytes of BODY_BYTES) {
+        const { location } = await engine.fresh(dir, `store-${bodyBytes}`);
+        store.push(await measureStore(engine.name, location, bodyBytes, THROUGHPUT_EVENTS[bodyBytes]));
+      }
+    } finally {
+      await engine.cleanUp();
+    }
+  }
   return { verifyPerS, store };
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
-async function measureChain(dir: string, hops: Hops): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
-  console.log(hops === 1 ? 'starting two linked servers (origin here, destination in a child process)' : `starting ${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`);
+async function measureChain(dir: string, hops: Hops, engine: BenchEngine = pgliteBench): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
+  const servers = hops === 1 ? 'two linked servers (origin here, destination in a child process)' : `${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`;
+  console.log(`starting ${servers} on ${engine.name}`);
   let chain: LinkedChain | undefined;
   try {
-    chain = await startChain(join(dir, `hops-${hops}`), hops);
+    chain = await startChain(join(dir, `hops-${hops}-${engine.name}`), hops, engine);
     const idle = await chain.rssBytes();
     const arrivals = new PeerArrivals(chain);
     await runCase(chain, arrivals, { name: 'warm-up', bodyBytes: 256, events: WARMUP_EVENTS, inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS });
     const cases: CaseResult[] = [];
     let loaded = idle;
-    for (const spec of caseSpecs(hops)) {
-      console.log(`case: ${hops} hop(s), ${spec.name}, ${spec.events} events`);
+    for (const spec of caseSpecs(hops, engine)) {
+      console.log(`case: ${hops} hop(s) on ${engine.name}, ${spec.name}, ${spec.events} events`);
       cases.push(await runCase(chain, arrivals, spec));
       if (!spec.ratePerS) loaded = await chain.rssBytes();
     }
-    const memory: MemoryResult = { hops, idle, loaded };
-    if (hops > 1) return { cases, memory };
+    const memory: MemoryResult = { hops, engine: engine.name, idle, loaded };
+    if (hops > 1 || engine !== pgliteBench) return { cases, memory };
     console.log(`case: catch-up of ${TARGET_CATCH_UP.events} events stored while the trust was blocked`);
     return { cases, memory, catchUp: await runCatchUp(chain, arrivals, TARGET_CATCH_UP.events, CASE_TIME_LIMIT_MS * 2) };
   } finally {
@@ -96,12 +110,19 @@ async function main(): Promise<void> {
     process.exit(1);
   }, BENCH_TIME_LIMIT_MS);
   limit.unref();
-  const { verifyPerS, store } = await measureBounds(dir);
+  // PostgreSQL cases need the local server; without it they are left out, and the table says why.
+  const postgresMissing = await postgresBenchUnavailable();
+  if (postgresMissing) console.warn(`bench: the PostgreSQL cases are left out: ${postgresMissing}`);
+  const postgres = postgresMissing ? undefined : postgresBench();
+  const { verifyPerS, store } = await measureBounds(dir, postgres ? [pgliteBench, postgres] : [pgliteBench]);
   const oneHop = await measureChain(dir, 1);
+  const oneHopPostgres = postgres ? await measureChain(dir, 1, postgres) : undefined;
   const threeHops = await measureChain(dir, 3);
   console.log(`case: an RTS holding ${TARGET_IDLE_LINKS.links} idle trust links, dialled from this process`);
   const idleLinks = await measureIdleLinks(join(dir, 'idle-links'), TARGET_IDLE_LINKS.links);
-  const report = makeReport(verifyPerS, store, [...oneHop.cases, ...threeHops.cases], oneHop.catchUp, [oneHop.memory, threeHops.memory], idleLinks);
+  const cases = [...oneHop.cases, ...(oneHopPostgres?.cases ?? []), ...threeHops.cases];
+  const memory = [oneHop.memory, ...(oneHopPostgres ? [oneHopPostgres.memory] : []), threeHops.memory];
+  const report = makeReport(verifyPerS, store, cases, oneHop.catchUp, memory, idleLinks);
   printReport(report);
   writeReport(report, RESULTS_FILE);
   console.log(`\nwrote ${RESULTS_FILE}`);

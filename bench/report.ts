@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
 import type { IdleLinksResult } from './idle-links.js';
+import type { EngineName } from './engines.js';
 import type { CaseResult, CatchUpResult } from './link-case.js';
 
 /** The contour-routing issue's targets at 256 B: events/s, share of the store's append ceiling (one hop), p99 at the paced rate. */
@@ -26,19 +27,26 @@ export const SATURATED_BUSY = 0.9;
 /** Other processes using more than this share of a core during a run: the bench did not have the machine to itself. */
 export const OTHERS_BUSY_MAX = 0.1;
 
-/** What "durable" means for every stored figure: PGlite on a data directory under Node. */
-export const DURABILITY = {
-  short: 'OS write, no fsync',
-  full:
-    'The node acknowledges an event (post resolves, a frame is acked) only after the PGlite transaction holding it has ' +
-    'committed, and PGlite hands every commit to the OS before it resolves: durable against a crash of the process. ' +
-    "But PGlite's Node filesystem layer (emscripten NODEFS) has no fsync, so Postgres' fsync is a no-op: " +
-    'NOT durable against power loss or an OS crash.',
+/** What "durable" means for a stored figure, by engine (each figure's row says which). */
+export const DURABILITY: Record<EngineName, { short: string; full: string }> = {
+  PGlite: {
+    short: 'OS write, no fsync',
+    full:
+      'PGlite: the node acknowledges an event (post resolves, a frame is acked) only after the transaction holding it has ' +
+      'committed, and PGlite hands every commit to the OS before it resolves: durable against a crash of the process. ' +
+      "But PGlite's Node filesystem layer (emscripten NODEFS) has no fsync, so Postgres' fsync is a no-op: " +
+      'NOT durable against power loss or an OS crash.',
+  },
+  PostgreSQL: {
+    short: 'fsync (server)',
+    full: 'PostgreSQL: acknowledged after COMMIT returns, with the local server at fsync = on, synchronous_commit = on: durable against power loss.',
+  },
 };
 
 /** Resident memory of each server's process, right after start and after its throughput cases. */
 export interface MemoryResult {
   hops: 1 | 3;
+  engine: EngineName;
   idle: { origin: number; peer: number; transits: number[] };
   loaded: { origin: number; peer: number; transits: number[] };
 }
@@ -70,7 +78,7 @@ export function makeReport(
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? 'unknown',
-    durability: DURABILITY.full,
+    durability: Object.values(DURABILITY).map((durability) => durability.full).join(' '),
     targets: { byHops: TARGETS, atPerS: TARGET_PACED_PER_S, catchUp: TARGET_CATCH_UP, idleLinks: TARGET_IDLE_LINKS },
     bounds: { ed25519VerifyPerS: verifyPerS, store },
     cases,
@@ -86,7 +94,8 @@ const size = (bytes: number) => (bytes >= 1024 ? `${(bytes / 1024).toFixed(bytes
 
 const percent = (share: number) => `${Math.round(share * 100)}%`;
 
-function nearestStore(store: StoreBounds[], bodyBytes: number): StoreBounds {
+function nearestStore(all: StoreBounds[], engine: EngineName, bodyBytes: number): StoreBounds {
+  const store = all.filter((bounds) => bounds.engine === engine);
   return store.reduce((best, next) => (Math.abs(next.bodyBytes - bodyBytes) < Math.abs(best.bodyBytes - bodyBytes) ? next : best));
 }
 
@@ -105,19 +114,20 @@ function limiter(result: CaseResult): string {
 type Row = [figure: string, measured: string, target: string, busy: string, bound: string, durability: string];
 
 function caseRows(result: CaseResult, report: Report): Row[] {
-  const bounds = nearestStore(report.bounds.store, result.bodyBytes);
+  const bounds = nearestStore(report.bounds.store, result.engine, result.bodyBytes);
+  const durable = DURABILITY[result.engine].short;
   const body = size(result.bodyBytes);
   const busy = [result.originBusy, result.transitsBusy, result.peerBusy, result.otherBusy].map((share) => (share === undefined ? '?' : percent(share))).join(' / ');
   const batching = `${result.eventsPerCommit.toFixed(1)} ev/commit, ${result.eventsPerFrame.toFixed(1)} ev/frame`;
   const target = TARGETS[result.hops];
-  const hops = result.hops === 1 ? 'one hop' : `${result.hops} hops`;
+  const hops = `${result.hops === 1 ? 'one hop' : `${result.hops} hops`}${result.engine === 'PGlite' ? '' : ` on ${result.engine}`}`;
   if (result.ratePerS) {
     // Each server sends from memory (router/queues/append-tail.ts): a hop costs a commit at each end.
     const floorMs = bounds.commitOneMs * (result.hops + 1);
     const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the links carried only ${count(result.eventsPerS)}/s` : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, `p99 < ${target.p99Ms} ms`, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms`, DURABILITY.short],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -126,11 +136,11 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   const wanted = result.hops === 1 ? `${count(target.eventsPerS)} ev/s, ${percent(TARGET_SHARE_OF_APPEND)} of append` : `${count(target.eventsPerS)} ev/s`;
   return [
     [`${hops}: throughput, ${body}`, `${count(result.eventsPerS)} ev/s`, result.bodyBytes <= 512 ? wanted : '', busy,
-      `${limiter(result)}; ${percent(share)} of the store's append ceiling (${count(bounds.appendRowsPerS)} rows/s)`, DURABILITY.short],
-    [`  durable at the origin`, `${count(result.originPerS)} ev/s`, '', '', `group commit, ${batching}`, DURABILITY.short],
+      `${limiter(result)}; ${percent(share)} of the store's append ceiling (${count(bounds.appendRowsPerS)} rows/s)`, durable],
+    [`  durable at the origin`, `${count(result.originPerS)} ev/s`, '', '', `group commit, ${batching}`, durable],
     [`  latency p50 / p99 at full load`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, '', '',
       backlog ? `backlog: the origin took ${count(result.originPerS)}/s, the link carried ${count(result.eventsPerS)}/s` : `queueing of ${result.inFlightMax} posts in flight`,
-      DURABILITY.short],
+      durable],
   ];
 }
 
@@ -141,7 +151,7 @@ function catchUpRows(report: Report): Row[] {
   const bound = result.originBusy >= SATURATED_BUSY || result.peerBusy >= SATURATED_BUSY ? (result.originBusy >= result.peerBusy ? 'origin CPU' : 'destination CPU') : 'no core saturated';
   return [
     [`one hop: catch-up of ${count(result.events)} stored events`, `${result.seconds.toFixed(1)} s (${count(result.eventsPerS)} ev/s)`, `< ${TARGET_CATCH_UP.seconds} s`, busy,
-      `${bound}; the backlog beyond the in-memory tail is read from the store`, DURABILITY.short],
+      `${bound}; the backlog beyond the in-memory tail is read from the store`, DURABILITY.PGlite.short],
   ];
 }
 
@@ -151,8 +161,10 @@ function memoryRows(report: Report): Row[] {
   return report.memory.map((memory) => {
     const figure = (rss: MemoryResult['idle']) => [rss.origin, ...rss.transits, rss.peer].map(mib).join(' / ');
     const who = memory.hops === 1 ? 'origin / destination' : 'origin / ETS / RTS / destination';
-    return [`${memory.hops === 1 ? 'one hop' : `${memory.hops} hops`}: RSS idle → after load, MiB`, `${figure(memory.idle)} → ${figure(memory.loaded)}`, '', '',
-      `${who}; the origin's process also runs the bench; PGlite (WebAssembly) holds most of it`, '—'] as Row;
+    const on = memory.engine === 'PGlite' ? '' : ` on ${memory.engine}`;
+    const held = memory.engine === 'PGlite' ? '; PGlite (WebAssembly) holds most of it' : "; the PostgreSQL server's own memory is not counted";
+    return [`${memory.hops === 1 ? 'one hop' : `${memory.hops} hops`}${on}: RSS idle → after load, MiB`, `${figure(memory.idle)} → ${figure(memory.loaded)}`, '', '',
+      `${who}; the origin's process also runs the bench${held}`, '—'] as Row;
   });
 }
 
@@ -169,12 +181,13 @@ function boundRows(report: Report): Row[] {
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
   for (const store of report.bounds.store) {
     const body = size(store.bodyBytes);
+    const durable = DURABILITY[store.engine].short;
     rows.push(
-      [`PGlite append, 512/tx, ${body}`, `${count(store.appendRowsPerS)} rows/s`, '', '', 'each event is appended once at each end', DURABILITY.short],
-      [`PGlite read-back, ${body}`, `${count(store.readBackRowsPerS)} rows/s`, '', '', `the outbound query, 512 a page, over a ${count(store.chatEvents)}-event chat: only for a link behind the in-memory tail`, '—'],
-      [`PGlite one-event commit, ${body}`, `${ms(store.commitOneMs)} ms`, '', '', 'p50; the floor of each hop at low load', DURABILITY.short],
+      [`${store.engine} append, 512/tx, ${body}`, `${count(store.appendRowsPerS)} rows/s`, '', '', 'each event is appended once at each end', durable],
+      [`${store.engine} read-back, ${body}`, `${count(store.readBackRowsPerS)} rows/s`, '', '', `the outbound query, 512 a page, over a ${count(store.chatEvents)}-event chat: only for a link behind the in-memory tail`, '—'],
+      [`${store.engine} one-event commit, ${body}`, `${ms(store.commitOneMs)} ms`, '', '', 'p50; the floor of each hop at low load', durable],
       [`  p99 / slowest of ${count(COMMIT_SAMPLES)}`, `${ms(store.commitOneP99Ms)} / ${ms(store.commitOneMaxMs)} ms`, '', '',
-        "single commits' tail: how much of a hop's p99 the engine's own stalls can explain", DURABILITY.short],
+        "single commits' tail: how much of a hop's p99 the engine's own stalls can explain", durable],
     );
   }
   return rows;
@@ -190,7 +203,7 @@ function formatTable(rows: Row[]): string {
 
 export function printReport(report: Report): void {
   console.log(`\nTrellis link bench: ${report.date}, Node ${report.node}, ${report.cpus} × ${report.cpuModel}`);
-  console.log('servers on 127.0.0.1 joined by trust links (gRPC, no TLS), each on PGlite in a data directory, each in its own process:');
+  console.log('servers on 127.0.0.1 joined by trust links (gRPC, no TLS), each in its own process, each on PGlite in a data directory (or a database of its own on the local PostgreSQL where a row says so):');
   console.log('one hop = two partner CTS; 3 hops = CTS → its ETS → the RTS → a CTS under the RTS (the path of a public chat)');
   const others = Math.max(...report.cases.map((result) => result.otherBusy ?? 0));
   if (others > OTHERS_BUSY_MAX) console.log(`WARNING: other processes used up to ${percent(others)} of a core during a run: the figures are low`);
@@ -200,7 +213,7 @@ export function printReport(report: Report): void {
     `\nCPU o/t/d/other: share of one core used during the run by the origin's process (with the bench's poster), the transits' together, ` +
       `the destination's, and all other processes; ${percent(SATURATED_BUSY)} or more of one process: that core is the bound.`,
   );
-  console.log(`durability: ${DURABILITY.full}`);
+  for (const engine of new Set(report.cases.map((result) => result.engine))) console.log(`durability: ${DURABILITY[engine].full}`);
 }
 
 export function writeReport(report: Report, file: string): void {
