@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
 import { migrationsFolder, type SqlDriver, type SqlRunner } from './driver.js';
@@ -14,14 +17,95 @@ export interface PgliteOptions {
   durability?: 'fsync' | 'os';
 }
 
-/** The embedded engine: PostgreSQL compiled to WebAssembly, in this process. */
-export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver> {
-  let db: PGlite;
+/*
+ * Durability 'fsync', and why this way. PGlite starts PostgreSQL with -F (fsync off), and its
+ * file layer (emscripten NODEFS over the data directory) drops syncs: fdatasync(2) is a stub
+ * and fsync(2) calls a stream operation NODEFS lacks. We add that operation (fs.fsyncSync on
+ * the real descriptor), drop -F and set wal_sync_method=fsync. Then PostgreSQL's own protocol
+ * reaches the disk, so we track no files ourselves: the WAL is fsynced before a commit returns,
+ * a new WAL segment and its directory when made, and a checkpoint fsyncs the data files and
+ * pg_control before it lets the WAL covering them be recycled. What PostgreSQL did not write
+ * with fsync on (the initdb copy PGlite unpacks, an earlier run with 'os') is fsynced at open.
+ */
+
+/** The part of emscripten's NODEFS we extend. */
+interface NodeFsInternals {
+  stream_ops: { fsync?: (stream: { nfd: number }) => number };
+  tryFSOperation<T>(operation: () => T): T;
+}
+
+type EmscriptenOptions = Parameters<NodeFS['init']>[1];
+
+/** NodeFS whose fsync(2) reaches the disk. */
+class FsyncingNodeFS extends NodeFS {
+  fsyncInstalled = false;
+
+  override async init(pg: PGlite, opts: EmscriptenOptions): Promise<{ emscriptenOpts: EmscriptenOptions }> {
+    const { emscriptenOpts } = await super.init(pg, opts);
+    const preRun = [...(emscriptenOpts.preRun ?? []), (mod: { NODEFS: unknown }) => this.installFsync(mod.NODEFS as NodeFsInternals)];
+    return { emscriptenOpts: { ...emscriptenOpts, preRun } };
+  }
+
+  private installFsync(nodefs: NodeFsInternals): void {
+    // A failed fsync comes back to PostgreSQL as its errno: it then fails the commit (PANIC), never acknowledges it.
+    nodefs.stream_ops.fsync = (stream) => {
+      nodefs.tryFSOperation(() => fs.fsyncSync(stream.nfd));
+      return 0;
+    };
+    this.fsyncInstalled = true;
+  }
+}
+
+/** PGlite's start parameters with fsync on, and a WAL sync method NODEFS does not skip. */
+function fsyncStartParams(): string[] {
+  return [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
+}
+
+function fsyncPath(path: string): void {
+  const fd = fs.openSync(path, 'r');
   try {
-    db = options.dataDir ? await PGlite.create(options.dataDir) : await PGlite.create();
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Every file and directory under `dir`, contents before the directory naming them. */
+function fsyncTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) fsyncTree(path);
+    else if (entry.isFile()) fsyncPath(path);
+  }
+  fsyncPath(dir);
+}
+
+async function openDurable(dataDir: string): Promise<PGlite> {
+  const files = new FsyncingNodeFS(dataDir);
+  const db = await PGlite.create({ fs: files, startParams: fsyncStartParams() });
+  try {
+    if (!files.fsyncInstalled) throw new Error('this PGlite build did not run the filesystem hook that adds fsync');
+    fsyncTree(dataDir);
+    return db;
+  } catch (cause) {
+    await db.close();
+    throw cause;
+  }
+}
+
+async function create(options: PgliteOptions): Promise<PGlite> {
+  try {
+    if (!options.dataDir) return await PGlite.create();
+    if (options.durability === 'os') return await PGlite.create(options.dataDir);
+    return await openDurable(options.dataDir);
   } catch (cause) {
     throw new StoreError('open-failed', `cannot open the embedded store at ${options.dataDir ?? 'memory'}`, { cause });
   }
+}
+
+/** The embedded engine: PostgreSQL compiled to WebAssembly, in this process. */
+export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver> {
+  const db = await create(options);
   try {
     await migrate(drizzle(db), { migrationsFolder: migrationsFolder() });
   } catch (cause) {
@@ -31,10 +115,11 @@ export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver
   const runner = (target: Pick<PGlite, 'query'>): SqlRunner => ({
     query: async <Row>(text: string, params?: unknown[]) => (await target.query<Row>(text, params)).rows,
   });
+  const where = options.dataDir ? `${options.dataDir} (durability ${options.durability ?? 'fsync'})` : 'memory';
   return {
     ...runner(db),
     transaction: (work) => db.transaction((tx) => work(runner(tx))),
     close: () => db.close(),
-    description: `embedded PGlite at ${options.dataDir ?? 'memory'}`,
+    description: `embedded PGlite at ${where}`,
   };
 }
