@@ -20,6 +20,8 @@ export const COMMIT_SAMPLES = 3_000;
 
 export interface StoreBounds {
   engine: EngineName;
+  /** The embedded store's setting (store.durability); PostgreSQL's is the server's own. */
+  durability?: 'fsync' | 'os';
   bodyBytes: number;
   /** Events in the sample chat. */
   chatEvents: number;
@@ -120,8 +122,9 @@ export async function measureStore(engine: EngineName, location: StoreLocation, 
     const appendRowsPerS = await timeBatchAppends(store, chain);
     const readBackRowsPerS = await timeReadBack(store, chain.length);
     const commits = await timeSingleCommits(store, bodyBytes);
-    return { engine, bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
+    return { engine, ...(location.durability ? { durability: location.durability } : {}), bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
   } finally {
     await store.close();
   }
 }
+

@@ -8,14 +8,22 @@ const keyOf = (chatId: string, origin: string) => `${chatId}\u0000${origin}`;
 
 /**
  * The newest stored event of each (chat, origin) chain. Read and advanced only inside
- * the node's SerialQueue, so it always matches what is committed.
+ * the node's SerialQueue, so it always matches what is committed. Uncached (replicas of
+ * one server, where another process appends too), every read goes to the store.
  */
 export class ChainHeads {
   private readonly heads = new Map<string, ChainPosition | null>();
+  private readonly cached: boolean;
 
-  constructor(private readonly store: EventStore) {}
+  constructor(
+    private readonly store: EventStore,
+    options: { cached: boolean } = { cached: true },
+  ) {
+    this.cached = options.cached;
+  }
 
   async get(chatId: string, origin: string): Promise<ChainPosition | undefined> {
+    if (!this.cached) return this.store.head(chatId, origin);
     const key = keyOf(chatId, origin);
     let head = this.heads.get(key);
     if (head === undefined) {
@@ -35,6 +43,7 @@ export class ChainHeads {
   }
 
   private remember(key: string, head: ChainPosition | null): void {
+    if (!this.cached) return;
     if (!this.heads.has(key) && this.heads.size >= CHAIN_HEADS_CACHED_MAX) this.heads.clear();
     this.heads.set(key, head);
   }

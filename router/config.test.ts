@@ -79,6 +79,16 @@ describe('node configuration', () => {
     expect(problemsOf(spoiled).join('\n')).not.toContain('secret-but-short');
   });
 
+  it('takes an optional kafka section and names what is wrong in it', () => {
+    expect(parseConfig(valid()).kafka).toBeUndefined();
+    const kafka = { brokers: ['127.0.0.1:9092', 'kafka2.example.com:9092'], topic_prefix: 'trellis.cts-a', client_id: 'cts-a' };
+    expect(parseConfig({ ...valid(), kafka }).kafka).toEqual(kafka);
+    expect(problemsOf({ ...valid(), kafka: { brokers: ['kafka'] } })).toContain('kafka.brokers[0]: must be host:port, e.g. cts2.example.com:5001');
+    expect(problemsOf({ ...valid(), kafka: { brokers: [] } }).join('\n')).toContain('kafka.brokers:');
+    expect(problemsOf({ ...valid(), kafka: { brokers: ['127.0.0.1:9092'], topic_prefix: 'has space' } }).join('\n')).toContain('kafka.topic_prefix: must be 1 to 200 of the characters');
+    expect(problemsOf({ ...valid(), kafka: { brokers: ['127.0.0.1:9092'], topics: 'x' } }).join('\n')).toContain('kafka');
+  });
+
   it('refuses a trust with a short identity key', () => {
     const config = valid();
     config.trusts[0].identity_key = Buffer.alloc(16).toString('base64');

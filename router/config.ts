@@ -112,6 +112,31 @@ const pinnedServerSchema = z
   .strict()
   .describe("a server's identity key, pinned ahead of first contact");
 
+const kafkaSchema = z
+  .object({
+    brokers: z.array(hostPort).min(1).max(100).describe('bootstrap brokers; KAFKA_BROKERS in the environment takes their place'),
+    topic_prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,200}$/, 'must be 1 to 200 of the characters A-Z a-z 0-9 . _ - (a Kafka topic name)')
+      .optional()
+      .describe('the prefix of <prefix>.chat-events and <prefix>.routing; default trellis.<server name>'),
+    client_id: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .describe('publish the projections to Kafka (gateways/kafka)');
+
+/** How long a replica's lease on a link lasts unless renewed: the longest a link waits for another replica after its owner dies. */
+export const LEASE_MS_DEFAULT = 5_000;
+
+const replicasSchema = z
+  .object({
+    redis_url: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a Redis URL, redis://host:6379').optional().describe('REDIS_URL in the environment takes its place'),
+    lease_ms: z.number().int().min(1_000).max(600_000).default(LEASE_MS_DEFAULT),
+    replica_id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 of A-Z a-z 0-9 . _ -').optional().describe('default: host name and process id'),
+  })
+  .strict()
+  .describe('several processes of this server on one PostgreSQL, sharing its links through leases in Redis');
+
 const NOT_LOOPBACK = 'is not a loopback address: configure tls, or set allow_plaintext: true';
 
 const rawConfigSchema = z
@@ -149,6 +174,8 @@ const rawConfigSchema = z
     trusts: z.array(trustSchema).max(10_000).default([]),
     admin: adminSchema.optional(),
     pinned_servers: z.array(pinnedServerSchema).max(10_000).default([]),
+    replicas: replicasSchema.optional(),
+    kafka: kafkaSchema.optional(),
   })
   .strict();
 
@@ -353,6 +380,13 @@ export function storeLocation(store: NodeConfig['store'], env: NodeJS.ProcessEnv
   const url = env.DATABASE_URL || store.url;
   if (url) return { url };
   return { ...(store.data_dir ? { dataDir: store.data_dir } : {}), durability: store.durability ?? 'fsync' };
+}
+
+/** Replicas share links through Redis: REDIS_URL in the environment, else replicas.redis_url; undefined for a lone process. */
+export function replicationOf(config: NodeConfig, env: NodeJS.ProcessEnv): { redisUrl: string; leaseMs: number; replicaId: string | undefined } | undefined {
+  const redisUrl = env.REDIS_URL || config.replicas?.redis_url;
+  if (!redisUrl) return undefined;
+  return { redisUrl, leaseMs: config.replicas?.lease_ms ?? LEASE_MS_DEFAULT, replicaId: config.replicas?.replica_id };
 }
 
 export function loadConfig(file: string): NodeConfig {

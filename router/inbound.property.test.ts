@@ -195,6 +195,7 @@ describe('the inbound path under hostile, validly signed batches', () => {
       onAppended: () => undefined,
       onReforwarded: () => undefined,
       audit: async () => undefined,
+      fenceOf: () => undefined,
     });
     await inbound.load();
     const codes = new Map<string, number>();

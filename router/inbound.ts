@@ -1,6 +1,6 @@
 import { checkEventShape, checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
 import { EventKind } from '../proto/gen/trellis/v1/event.js';
-import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent, type CarriedEvent } from '../store/index.js';
+import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent, type CarriedEvent, type LinkFence } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
@@ -44,6 +44,8 @@ export interface InboundDeps {
   onReforwarded(events: ReadonlyArray<{ localSeq: number; forwardTo: string[] }>): void;
   /** Journals a refusal; refusals of one peer are coalesced under a flood. */
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
+  /** Replicas: the lease this process holds on the peer's link; every append of what it brought carries it. */
+  fenceOf(peerId: string): LinkFence | undefined;
 }
 
 type Cursor = { peerId: string; linkSeq: number };
@@ -242,7 +244,7 @@ export class Inbound {
         // Held events refused on release can never be placed: they leave the held set.
         if (outcome.refused.length > refusedBefore) stage.dropUpto.set(chainKey(run[0]!.chatId, run[0]!.origin), run.at(-1)!.seq);
       }
-      await this.commit(stage, outcome, cursorLeft);
+      await this.commit(stage, outcome, cursorLeft, this.deps.fenceOf(peerId));
       cursorLeft = undefined;
       pending = stage.deferred;
       candidates = [...stage.touched.values()];
@@ -361,17 +363,18 @@ export class Inbound {
    * value (a data or constraint error), each run is retried alone and only the runs it
    * refuses are dropped: one bad event never takes down its batch, let alone the link.
    */
-  private async commit(stage: Stage, outcome: InboundOutcome, cursor: Cursor | undefined): Promise<void> {
+  private async commit(stage: Stage, outcome: InboundOutcome, cursor: Cursor | undefined, fence: LinkFence | undefined): Promise<void> {
+    const fenced = fence ? { fence } : {};
     for (const row of await this.deps.store.hold(stage.hold)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
     outcome.reforwarded.push(...(await this.deps.store.addForwards(stage.reforward.map((event) => ({ id: event.id, forwardTo: event.forwardTo! })))));
     let runs = stage.append;
     if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage, outcome);
     try {
-      outcome.appended.push(...(await this.deps.store.append({ events: runs.flat(), ...(cursor ? { cursor } : {}) })));
+      outcome.appended.push(...(await this.deps.store.append({ events: runs.flat(), ...(cursor ? { cursor } : {}), ...fenced })));
     } catch (error) {
       if (!isDataError(error)) throw error;
-      runs = await this.appendRunByRun(runs, outcome);
-      if (cursor) await this.deps.store.append({ events: [], cursor });
+      runs = await this.appendRunByRun(runs, outcome, fence);
+      if (cursor) await this.deps.store.append({ events: [], cursor, ...fenced });
     }
     for (const chatId of stage.changedChats) this.members.delete(chatId);
     for (const run of runs) {
@@ -386,11 +389,11 @@ export class Inbound {
     await this.dropPlacedHeld(stage, outcome);
   }
 
-  private async appendRunByRun(runs: CarriedEvent[][], outcome: InboundOutcome): Promise<CarriedEvent[][]> {
+  private async appendRunByRun(runs: CarriedEvent[][], outcome: InboundOutcome, fence: LinkFence | undefined): Promise<CarriedEvent[][]> {
     const stored: CarriedEvent[][] = [];
     for (const run of runs) {
       try {
-        outcome.appended.push(...(await this.deps.store.append({ events: run })));
+        outcome.appended.push(...(await this.deps.store.append({ events: run, ...(fence ? { fence } : {}) })));
         stored.push(run);
       } catch (error) {
         if (!isDataError(error)) throw error;

@@ -1,4 +1,6 @@
-export { TrellisNode, PostError, type LinkStatus, type NodeOptions, LOCAL_BATCH_EVENTS_MAX } from './node.js';
+export { TrellisNode, PostError, type LinkStatus, type NodeOptions, LOCAL_BATCH_EVENTS_MAX, REPLICA_POLL_MS } from './node.js';
+export { type LinkLeases } from './replicas.js';
+export { AppendTail, TAIL_EVENTS_MAX, TAIL_BODY_BYTES_MAX } from './queues/append-tail.js';
 export {
   NodeInspector,
   type LinkColour,
@@ -11,7 +13,7 @@ export {
   type DestinationQueue,
 } from './inspect.js';
 export { type RouteCandidate, type PathClass, type ServerKind } from './routing/index.js';
-export { loadConfig, parseConfig, parseTrust, type ParsedTrust, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
+export { loadConfig, parseConfig, storeLocation, replicationOf, parseTrust, type ParsedTrust, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';
 export { ConfigError, LinkFailure, type LinkErrorCode } from './errors.js';
 export { LinkSession, type LinkStats, type LinkEnd, BATCH_EVENTS_MAX } from './link.js';
 export { dialHandshake, acceptHandshake, storelessDialContext, PROTOCOL_VERSION, type HandshakeContext, type LinkOpening, type LinkClaim } from './handshake.js';

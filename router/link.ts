@@ -210,6 +210,7 @@ export class LinkSession {
 
   private fail(error: unknown): void {
     if (!this.end) this.log.error({ err: error }, 'link failed');
+    else this.log.warn({ code: (error as { code?: string }).code, reason: (error as Error).message }, 'a frame being handled when the link ended was not stored');
     if (error instanceof LinkFailure) this.close(error.code, error.message);
     else {
       this.finishWith({ code: 'internal', message: error instanceof Error ? error.message : String(error) });

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
+import { chainEvent, checkDraftShape, identityFromPem, MEMBERSHIP_KINDS, type ChainPosition, type EventDraft, type Identity, type TrustError } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { Frame, Reachability, ServerRecord } from '../proto/gen/trellis/v1/link.js';
 import { openStore, type AuditEntry, type EventStore, type StoredEvent } from '../store/index.js';
@@ -23,6 +23,7 @@ import { FailureRateLimiter } from './rate-limit.js';
 import { linkColour, NodeInspector, type LinkColour } from './inspect.js';
 import { DELIVERY_FLUSH_MS, DeliveryCursors } from './queues/delivery-cursors.js';
 import { Routing, ServerDirectory, type RouteChange } from './routing/index.js';
+import { LinkOwnership, type LinkLeases } from './replicas.js';
 import { Notifier, SerialQueue } from './serial.js';
 import { peerHost, Transport } from './transport.js';
 
@@ -46,7 +47,15 @@ export interface NodeOptions {
   now?: Now;
   /** An already-open store (tests, several nodes in one process); else the config's. */
   store?: EventStore;
+  /**
+   * Replicas of one server sharing one PostgreSQL: leases on the trust links, so each link
+   * is owned by one replica at a time. Absent: this node is the server's only process.
+   */
+  leases?: LinkLeases;
 }
+
+/** How often a replica looks for what the other replicas appended, to wake the links it owns. */
+export const REPLICA_POLL_MS = 20;
 
 export class PostError extends Error {
   readonly code = 'invalid-draft';
@@ -104,6 +113,10 @@ export class TrellisNode extends EventEmitter {
   /** What operators read: the graph, a chat's routes, link counters and queues. */
   readonly inspect: NodeInspector;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Replicas only: the links this process owns, and the poll for what the others appended. */
+  private readonly ownership: LinkOwnership | undefined;
+  private replicaPoll: NodeJS.Timeout | undefined;
+  private lastSeenLocalSeq = 0;
   private announceScheduled = false;
   /** Handshakes that hold a peer's link slot but are not links yet (see claimLink). */
   private readonly claims = new Map<string, LinkClaim>();
@@ -129,7 +142,9 @@ export class TrellisNode extends EventEmitter {
     this.clock = new HybridClock(this.now, config.link.max_clock_skew_ms);
     this.journal = new AuditJournal((entry) => this.writeAudit(entry), this.now);
     this.identity = identityFromPem(readIdentityFile(config.identity_key_file));
-    this.heads = new ChainHeads(store);
+    // Replicas: another process may append to any chain, so heads are read from the store each time.
+    this.heads = new ChainHeads(store, { cached: !options.leases });
+    this.ownership = options.leases && new LinkOwnership(options.leases, store, this.log, (peerId, reason) => this.leaseLost(peerId, reason));
     this.limiter = new FailureRateLimiter(this.now);
     this.transport = new Transport(config);
     for (const trust of config.trusts) this.trusts.set(trust.server_id, trust);
@@ -162,6 +177,7 @@ export class TrellisNode extends EventEmitter {
       rewindAll: (toLocalSeq) => {
         for (const session of this.links.values()) session.rewind(toLocalSeq);
       },
+      replicated: this.ownership !== undefined,
     });
     this.inbound = new Inbound({
       store,
@@ -178,6 +194,7 @@ export class TrellisNode extends EventEmitter {
       onAppended: (events) => this.onAppended(events),
       onReforwarded: (events) => this.outbound.reforwarded(events),
       audit: (entry, key) => this.audit(entry, key),
+      fenceOf: (peerId) => this.ownership?.fenceOf(peerId),
     });
   }
 
@@ -206,6 +223,7 @@ export class TrellisNode extends EventEmitter {
     await this.inbound.load();
     this.flushTimer = setInterval(() => void this.delivery.flush().catch((error) => this.log.warn({ err: error }, 'delivery cursors not written')), DELIVERY_FLUSH_MS);
     this.flushTimer.unref();
+    if (this.ownership) this.watchOtherReplicas();
     const { server, port, widenedWindow } = await this.transport.listen(this.config.listen, (call) => void this.accept(call));
     this.server = server;
     this.port = port;
@@ -243,19 +261,62 @@ export class TrellisNode extends EventEmitter {
     if (posts.length === 0) return;
     const events: Event[] = [];
     try {
-      for (const post of posts) {
-        const head = await this.heads.get(post.draft.chatId, this.id);
-        const event = chainEvent(this.id, head, post.draft, this.clock.tick());
-        this.heads.advance(event.chatId, this.id, { seq: event.seq, id: event.id });
-        events.push(event);
-      }
-      const stored = await this.store.append({ events });
+      const stored = await this.appendPosts(posts, events);
       posts.forEach((post, index) => post.resolve(events[index]!));
       this.onAppended(stored);
     } catch (error) {
       for (const event of events) this.heads.forget(event.chatId, this.id);
       for (const post of posts) post.reject(error);
     }
+  }
+
+  /**
+   * Chains the posts on their heads and appends them; fills `events` in post order. One
+   * process chains on the heads it keeps; replicas chain inside the store's transaction on
+   * the heads stored then, so two replicas never take the same seq of a chain.
+   */
+  private async appendPosts(posts: readonly QueuedPost[], events: Event[]): Promise<StoredEvent[]> {
+    const chainOn = (head: (chatId: string) => ChainPosition | undefined) => {
+      events.length = 0;
+      const next = new Map<string, ChainPosition | undefined>();
+      for (const { draft } of posts) {
+        const event = chainEvent(this.id, next.has(draft.chatId) ? next.get(draft.chatId) : head(draft.chatId), draft, this.clock.tick());
+        next.set(event.chatId, { seq: event.seq, id: event.id });
+        events.push(event);
+      }
+      return events;
+    };
+    if (this.ownership) {
+      const chatIds = [...new Set(posts.map((post) => post.draft.chatId))];
+      return this.store.appendOwn(this.id, chatIds, (heads) => chainOn((chatId) => heads.get(chatId)));
+    }
+    const heads = new Map<string, ChainPosition | undefined>();
+    for (const { draft } of posts) if (!heads.has(draft.chatId)) heads.set(draft.chatId, await this.heads.get(draft.chatId, this.id));
+    chainOn((chatId) => heads.get(chatId));
+    for (const event of events) this.heads.advance(event.chatId, this.id, { seq: event.seq, id: event.id });
+    return this.store.append({ events });
+  }
+
+  /** Replicas: what the others appended wakes the links this one owns (they read it from the store). */
+  private watchOtherReplicas(): void {
+    this.replicaPoll = setInterval(() => {
+      void this.store.lastLocalSeq().then(
+        (seq) => {
+          if (seq > this.lastSeenLocalSeq) {
+            this.lastSeenLocalSeq = seq;
+            this.appended.notify();
+          }
+        },
+        (error: Error) => this.log.warn({ err: error.message }, 'could not read the store for other replicas\' appends'),
+      );
+    }, REPLICA_POLL_MS);
+    this.replicaPoll.unref();
+  }
+
+  /** Our lease on a link lapsed (another replica may hold it now): the link ends, and we wait to own it again. */
+  private leaseLost(peerId: string, reason: string): void {
+    this.links.get(peerId)?.close('lease-lost', reason);
+    void this.audit({ kind: 'lease-lost', peer: peerId, detail: reason }, peerId);
   }
 
   private onAppended(events: StoredEvent[]): void {
@@ -342,6 +403,7 @@ export class TrellisNode extends EventEmitter {
    */
   private async claimLink(peerId: string, diallerId: string): Promise<LinkClaim> {
     if (this.stopping) throw new LinkFailure('shutting-down', 'node is stopping');
+    if (this.ownership && !(await this.ownership.own(peerId))) throw new LinkFailure('not-owner', 'another replica of this server holds this link');
     const existing = this.links.get(peerId);
     const holders = [this.claims.get(peerId)?.diallerId, existing?.isOpen ? existing.diallerId : undefined];
     if (holders.some((holder) => holder !== undefined && !replaces(diallerId, holder))) {
@@ -443,6 +505,10 @@ export class TrellisNode extends EventEmitter {
       if (existing?.isOpen) {
         await untilEndedOrAborted(existing.ended, signal);
         attempt = 0;
+      } else if (this.ownership && !(await this.ownership.own(peerId).catch(() => false))) {
+        // Another replica holds the link: ask again as often as it must renew.
+        await sleep(this.ownership.retryMs, undefined, { signal }).catch(() => undefined);
+        continue;
       } else if (await this.dialOnce(trust, signal)) attempt = 0;
       else attempt += 1;
       await sleep(reconnectDelayMs(attempt, minMs, maxMs), undefined, { signal }).catch(() => undefined);
@@ -587,12 +653,14 @@ export class TrellisNode extends EventEmitter {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.flushTimer);
+    clearInterval(this.replicaPoll);
     for (const abort of this.dialling.values()) abort.abort();
     for (const session of this.links.values()) session.close('shutting-down', 'node is stopping');
     for (const post of this.localQueue.splice(0)) post.reject(new PostError('node is stopping'));
     await this.shutdownServer();
     await this.serial.run(async () => undefined);
     await this.delivery.flush().catch((error) => this.log.warn({ err: error }, 'delivery cursors not written'));
+    await this.ownership?.releaseAll();
     await this.journal.close();
     await this.store.close();
     this.log.info('node stopped');

@@ -40,6 +40,12 @@ export interface OutboundDeps {
   transit: boolean;
   /** Every link must look again from this local seq: events it passed over now have destinations. */
   rewindAll(toLocalSeq: number): void;
+  /**
+   * Replicas of one server: the others append too, so there is no tail of our own appends
+   * to send from; every batch is read from the store, whose write lock makes what a read
+   * sees a prefix of local seqs (event-store.ts).
+   */
+  replicated?: boolean;
 }
 
 export interface OutboundBatch {
@@ -84,23 +90,27 @@ export class Outbound {
   /** Starts the tail where the store ends: every event appended from now on passes through `observe`. */
   async load(): Promise<void> {
     this.lastAppended = await this.deps.store.lastLocalSeq();
-    this.tail = new AppendTail(this.lastAppended);
+    if (!this.deps.replicated) this.tail = new AppendTail(this.lastAppended);
   }
 
   /** Every append of this node, once committed and before links are woken. */
   observe(events: readonly StoredEvent[]): void {
     for (const event of events) {
-      if (MEMBERSHIP_KINDS.has(event.kind)) {
-        this.chats.delete(event.chatId);
-        this.hops.clear();
-        const passedOver = this.unplaced.get(event.chatId);
-        if (passedOver !== undefined) {
-          this.unplaced.delete(event.chatId);
-          this.deps.rewindAll(passedOver - 1);
-        }
-      }
+      this.observeMembers(event);
       this.tail?.push(event);
       this.lastAppended = Math.max(this.lastAppended, event.localSeq);
+    }
+  }
+
+  /** A membership event changes where its chat's events go: forget what was cached, and look again at what was passed over. */
+  private observeMembers(event: StoredEvent): void {
+    if (!MEMBERSHIP_KINDS.has(event.kind)) return;
+    this.chats.delete(event.chatId);
+    this.hops.clear();
+    const passedOver = this.unplaced.get(event.chatId);
+    if (passedOver !== undefined) {
+      this.unplaced.delete(event.chatId);
+      this.deps.rewindAll(passedOver - 1);
     }
   }
 
@@ -160,15 +170,34 @@ export class Outbound {
     const wanted = async (event: StoredEvent) => (await this.servedBy(event, peerId)).length > 0;
     const recent = await this.tail?.after(after, limit, wanted);
     if (recent) return { events: recent.events, scannedTo: recent.scannedTo };
+    const servers = [...new Set([peerId, ...this.deps.routes.destinationsVia(peerId)])];
+    if (this.deps.replicated) return this.readReplicated(peerId, servers, after, limit);
     // Everything up to here was committed before the query, so the query sees all of it.
     const appendedBefore = this.lastAppended;
-    const servers = [...new Set([peerId, ...this.deps.routes.destinationsVia(peerId)])];
     const read = await this.deps.store.outboundEvents(this.deps.selfId, servers, after, limit);
     // What committed but has not been observed yet is judged next time, with the member lists it brings.
     const candidates = read.filter((event) => event.localSeq <= appendedBefore);
     const events: StoredEvent[] = [];
     for (const event of candidates) if (await wanted(event)) events.push(event);
     const scannedTo = read.length < limit ? Math.max(appendedBefore, after) : (candidates.at(-1)?.localSeq ?? after);
+    return { events, scannedTo };
+  }
+
+  /**
+   * Replicas: a read sees what every replica committed, a prefix of local seqs. Membership
+   * events in it are observed here (another replica may have appended them) before the
+   * events after them are judged.
+   */
+  private async readReplicated(peerId: string, servers: readonly string[], after: number, limit: number): Promise<{ events: StoredEvent[]; scannedTo: number }> {
+    // Read first: every seq up to it was committed before the query (the write lock), so the query sees all of them.
+    const committed = await this.deps.store.lastLocalSeq();
+    const read = await this.deps.store.outboundEvents(this.deps.selfId, servers, after, limit);
+    const events: StoredEvent[] = [];
+    for (const event of read) {
+      this.observeMembers(event);
+      if ((await this.servedBy(event, peerId)).length > 0) events.push(event);
+    }
+    const scannedTo = read.length < limit ? Math.max(committed, after) : (read.at(-1)?.localSeq ?? after);
     return { events, scannedTo };
   }
 

@@ -122,4 +122,44 @@ describe.each(await testEngines())('event store on $name', (engine) => {
     expect(await after.pinnedKey(B)).toEqual(Buffer.alloc(32, 9));
     expect((await after.auditLog()).map((a) => a.kind)).toEqual(['link-up']);
   });
+
+  it('writes for a link only while its fence holds: a replica that lost the lease writes nothing', async () => {
+    const store = await open();
+    const [first, second] = [chain(A, 4).slice(0, 2), chain(A, 4).slice(2)];
+    expect(await store.raiseFence({ peerId: A, token: 1 })).toBe(true);
+    expect(await store.append({ events: first, cursor: { peerId: A, linkSeq: 2 }, fence: { peerId: A, token: 1 } })).toHaveLength(2);
+    // Another replica takes the lease: its token is the fence now, and an older one cannot come back.
+    expect(await store.raiseFence({ peerId: A, token: 2 })).toBe(true);
+    expect(await store.raiseFence({ peerId: A, token: 1 })).toBe(false);
+    await expect(store.append({ events: second, cursor: { peerId: A, linkSeq: 4 }, fence: { peerId: A, token: 1 } })).rejects.toMatchObject({ code: 'fenced' });
+    expect(await store.countEvents()).toBe(2);
+    expect(await store.linkCursor(A)).toBe(2);
+    expect(await store.append({ events: second, cursor: { peerId: A, linkSeq: 4 }, fence: { peerId: A, token: 2 } })).toHaveLength(2);
+    expect(await store.linkCursor(A)).toBe(4);
+  });
+
+  it('chains own events on the stored heads, so writers sharing a store never take one seq twice', async () => {
+    const place = engine.place();
+    // PostgreSQL: two connections pools to one schema, as two replicas have; PGlite: one store (one process).
+    const writers = engine.name === 'postgres' ? [await open(place), await open(place)] : [await open(place)];
+    const post = (writer: (typeof writers)[number], n: number) =>
+      writer.appendOwn(A, [CHAT], (heads) => {
+        const events: Event[] = [];
+        for (let i = 0; i < n; i++) {
+          events.push(chainEvent(A, events.at(-1) ?? heads.get(CHAT), {
+            chatId: CHAT, senderUser: `alice@${A}`, senderDevice: 'd1',
+            kind: heads.has(CHAT) || i > 0 ? EventKind.EVENT_KIND_MESSAGE_POSTED : EventKind.EVENT_KIND_CHAT_CREATED,
+            members: heads.has(CHAT) || i > 0 ? [] : [`alice@${A}`, `bob@${B}`], body: Buffer.from(`post ${i}`),
+          }, { ms: 1000 + i, counter: 0 }));
+        }
+        return events;
+      });
+    const rounds = 20;
+    await Promise.all(Array.from({ length: rounds }, (_, round) => post(writers[round % writers.length]!, 5)));
+    const log = await writers[0]!.originEvents(CHAT, A, 1, 1_000);
+    expect(log.map((event) => event.seq)).toEqual(Array.from({ length: rounds * 5 }, (_, i) => i + 1));
+    for (let i = 1; i < log.length; i++) expect(log[i]!.prev.equals(log[i - 1]!.id)).toBe(true);
+    // Local seqs follow commit order: each one's chain predecessor has a lower one.
+    for (let i = 1; i < log.length; i++) expect(log[i]!.localSeq).toBeGreaterThan(log[i - 1]!.localSeq);
+  });
 });

@@ -1,6 +1,7 @@
 import { Event } from '../proto/gen/trellis/v1/event.js';
 import { logDigest, MEMBERSHIP_KINDS } from '../crypto/index.js';
 import type { SqlDriver, SqlRunner } from './driver.js';
+import { StoreError } from './errors.js';
 
 /**
  * An event as a transit receives it: with the destination servers it is to pass the event
@@ -25,7 +26,22 @@ export interface AppendRequest {
   events: readonly CarriedEvent[];
   /** The peer's link position these events bring us to; stored in the same transaction. */
   cursor?: { peerId: string; linkSeq: number };
+  /**
+   * Replicas: the lease on the link these events came by. The append takes effect only
+   * while the fence stored for the peer is this token (see raiseFence); else nothing is
+   * written and it fails with StoreError 'fenced'.
+   */
+  fence?: LinkFence;
 }
+
+/** A replica's lease on the link to a peer, by its fencing token (higher is newer). */
+export interface LinkFence {
+  peerId: string;
+  token: number;
+}
+
+/** Our own next events, chained by the caller on the heads the store holds right now. */
+export type ChainOwn = (heads: ReadonlyMap<string, ChainHead>) => CarriedEvent[];
 
 export interface HeldEvent {
   event: CarriedEvent;
@@ -77,6 +93,19 @@ export interface AuditRecord extends AuditEntry {
   at: Date;
 }
 
+/** A record to publish that lives neither in the log nor in the journal (store/schema.ts, outbox). */
+export interface OutboxEntry {
+  /** The projection's topic, unprefixed (e.g. `routing`). */
+  topic: string;
+  key: string;
+  payload: Uint8Array;
+}
+
+export interface OutboxRecord extends OutboxEntry {
+  id: number;
+  createdAt: Date;
+}
+
 /**
  * The durable state of one node: the append-only log and what is derived from it.
  * One interface, so the embedded PGlite engine and PostgreSQL run the same code and
@@ -87,10 +116,20 @@ export interface EventStore {
   readonly description: string;
   /** Appends atomically with the cursor; an event already stored is skipped. Returns what was new. */
   append(request: AppendRequest): Promise<StoredEvent[]>;
+  /**
+   * Appends this server's own events of `chatIds`, chained on the heads of `origin` read in
+   * the same transaction under the store's write lock: replicas of one server posting into
+   * one chat take turns, so no two of them chain on the same head.
+   */
+  appendOwn(origin: string, chatIds: readonly string[], chain: ChainOwn): Promise<StoredEvent[]>;
+  /** A replica took the lease on a peer's link: stores its token, unless a newer one is stored; true if ours is now the fence. */
+  raiseFence(fence: LinkFence): Promise<boolean>;
   head(chatId: string, origin: string): Promise<ChainHead | undefined>;
   /**
    * What may go to a next hop whose destinations are `servers`: our own events of chats
    * with members on any of them, and events we pass on to any of them, after a local seq.
+   * Own events of a chat whose members are not stored yet come too: the sender remembers
+   * them, and looks again once the chat's creation arrives (router/outbound.ts).
    */
   outboundEvents(self: string, servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
   /** Adds destinations to pass stored events on to (a route moved onto us); answers the events whose set grew. */
@@ -143,6 +182,28 @@ export interface EventStore {
   pinKey(serverId: string, identityKey: Uint8Array): Promise<void>;
   audit(entry: AuditEntry): Promise<void>;
   auditLog(limit?: number): Promise<AuditRecord[]>;
+
+  // What projections read (gateways/projections): the log, the journal and the outbox in
+  // order after a position, and each relay's cursor. Read only by the relays and feeds.
+  /** Every stored event after a local seq, in local seq order, at most `limit`. */
+  eventsAfter(afterLocalSeq: number, limit: number): Promise<StoredEvent[]>;
+  /** The servers each of these chats has members on; a chat with none (not created here yet) is absent. */
+  chatServersOf(chatIds: readonly string[]): Promise<Map<string, string[]>>;
+  /** Journal entries after an id, in id order, at most `limit`. */
+  auditAfter(afterId: number, limit: number): Promise<AuditRecord[]>;
+  /** The id of the newest journal entry (0 when empty). */
+  lastAuditId(): Promise<number>;
+  /** Adds records to publish, in the order given, in one statement. */
+  enqueueOutbox(records: readonly OutboxEntry[]): Promise<void>;
+  /** Outbox records after an id (of one topic, if given), in id order, at most `limit`. */
+  outboxAfter(afterId: number, limit: number, topic?: string): Promise<OutboxRecord[]>;
+  /** The id of the newest outbox record (0 when empty). */
+  lastOutboxId(): Promise<number>;
+  /** Deletes outbox records up to an id (published), and all but the newest `keepNewest`; answers how many went. */
+  trimOutbox(uptoId: number, keepNewest: number): Promise<number>;
+  /** A relay's or feed's position in its source, or undefined before its first move. */
+  projectionCursor(name: string): Promise<number | undefined>;
+  saveProjectionCursor(name: string, position: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -203,6 +264,21 @@ function fromRow(row: EventRow): StoredEvent {
   };
 }
 
+/** An event row as one JSON array (eventsAfter): these columns, in this order. */
+const EVENT_ROW_ARRAY = [
+  'local_seq', 'chat_id', 'origin', 'seq', 'hlc_ms', 'hlc_counter', 'sender_user', 'sender_device', 'kind', 'members', 'routing_policy', 'forward_to',
+  "encode(id, 'base64')", "encode(prev, 'base64')", "encode(body, 'base64')", "encode(signature, 'base64')",
+].join(', ');
+type EventRowArray = [number, string, string, number, number, number, string, string, number, string[], number, string[], string, string, string, string | null];
+
+function fromRowArray(row: EventRowArray): StoredEvent {
+  const [localSeq, chatId, origin, seq, hlcMs, hlcCounter, senderUser, senderDevice, kind, members, routingPolicy, forwardTo, id, prev, body, signature] = row;
+  return {
+    localSeq, id: fromBase64(id), chatId, origin, seq, prev: fromBase64(prev), hlcMs, hlcCounter, senderUser, senderDevice, kind, members,
+    body: fromBase64(body), signature: signature ? fromBase64(signature) : Buffer.alloc(0), routingPolicy, forwardTo,
+  };
+}
+
 /**
  * True when the engine refused a statement because of the values it was given (SQLSTATE
  * class 22, data exception, or 23, integrity constraint): the data's fault, not the store's.
@@ -224,21 +300,39 @@ export function serverOfMember(member: string): string {
  * own, so the common case needs no BEGIN and COMMIT round trips (in PGlite each
  * statement is a round trip into the engine, and at low load they are the cost of a hop).
  */
+/**
+ * The store's write lock, held from the insert to the commit: writers (replicas of one
+ * server on one PostgreSQL) take local seqs in commit order, so a reader that follows
+ * local_seq never passes a number whose transaction is still in flight and skips it.
+ */
+const WRITE_LOCK = 'pg_advisory_xact_lock(7596496397470725235)';
+
+/**
+ * A fence that does not hold ($19 set, but another token stored for the peer) makes the
+ * statement write nothing; the row it locks (for share) keeps a new owner from raising
+ * the fence until this append has committed.
+ */
 const APPEND_EVENTS = `
-with appended as (
+with write_lock as (select ${WRITE_LOCK}), fence_row as (
+  select 1 from link_leases where peer_id = $18::text and fence = $19::bigint for share
+), fenced as (
+  select $19::bigint is null or exists (select 1 from fence_row) as holds
+), appended as (
   insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to)
   select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
          kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea), routing_policy, forward_to::jsonb
   from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[],
               $10::int[], $11::text[], $12::text[], $13::text[], $14::int[], $15::text[])
-    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to)
+    as t(id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to),
+    write_lock, fenced
+  where fenced.holds
   on conflict do nothing
   returning local_seq, id
 ), cursor as (
-  insert into link_cursors (peer_id, stored_link_seq) select $16::text, $17::bigint where $16::text is not null
+  insert into link_cursors (peer_id, stored_link_seq) select $16::text, $17::bigint from fenced where $16::text is not null and fenced.holds
   on conflict (peer_id) do update set stored_link_seq = greatest(link_cursors.stored_link_seq, excluded.stored_link_seq)
 )
-select local_seq, encode(id, 'base64') as id from appended`;
+select a.local_seq, encode(a.id, 'base64') as id, fenced.holds from fenced left join appended a on true`;
 
 const NO_FORWARDS = '[]';
 
@@ -276,29 +370,41 @@ export class SqlEventStore implements EventStore {
 
   async append(request: AppendRequest): Promise<StoredEvent[]> {
     const appended = await this.appendAtomically(request);
-    if (this.rowsUntilAnalyze > 0 && (this.rowsUntilAnalyze -= appended.length) <= 0) await this.db.query('analyze events, chat_servers');
+    await this.countTowardAnalyze(appended.length);
     return appended;
+  }
+
+  private async countTowardAnalyze(rows: number): Promise<void> {
+    if (this.rowsUntilAnalyze > 0 && (this.rowsUntilAnalyze -= rows) <= 0) await this.db.query('analyze events, chat_servers');
   }
 
   /** One statement; a transaction only when membership events must be projected with it. */
   private async appendAtomically(request: AppendRequest): Promise<StoredEvent[]> {
     if (request.events.length === 0 && !request.cursor) return [];
     if (!request.events.some((event) => MEMBERSHIP_KINDS.has(event.kind))) return this.insertEvents(this.db, request);
-    return this.db.transaction(async (tx) => {
-      const appended = await this.insertEvents(tx, request);
-      for (const event of appended) if (MEMBERSHIP_KINDS.has(event.kind)) await this.projectMembers(tx, event);
-      return appended;
-    });
+    return this.db.transaction((tx) => this.insertProjected(tx, request));
+  }
+
+  /** Inside a transaction: the insert, then the member lists of the membership events it stored. */
+  private async insertProjected(tx: SqlRunner, request: AppendRequest): Promise<StoredEvent[]> {
+    const appended = await this.insertEvents(tx, request);
+    for (const event of appended) if (MEMBERSHIP_KINDS.has(event.kind)) await this.projectMembers(tx, event);
+    return appended;
   }
 
   /** Inserts what is new (an event already stored is skipped) and moves the cursor; returns the new ones, in request order. */
   private async insertEvents(runner: SqlRunner, request: AppendRequest): Promise<StoredEvent[]> {
-    const rows = await runner.query<{ local_seq: number; id: string }>(APPEND_EVENTS, [
+    const rows = await runner.query<{ local_seq: number | null; id: string | null; holds: boolean }>(APPEND_EVENTS, [
       ...insertParams(request.events),
       request.cursor?.peerId ?? null,
       request.cursor?.linkSeq ?? null,
+      request.fence?.peerId ?? null,
+      request.fence?.token ?? null,
     ]);
-    const localSeqById = new Map(rows.map((row) => [row.id, row.local_seq]));
+    if (rows[0]?.holds === false) {
+      throw new StoreError('fenced', `the lease on the link to ${request.fence!.peerId} (token ${request.fence!.token}) was taken over: nothing written`);
+    }
+    const localSeqById = new Map(rows.filter((row) => row.id !== null).map((row) => [row.id!, row.local_seq!]));
     const appended: StoredEvent[] = [];
     for (const event of request.events) {
       const id = event.id.toString('base64');
@@ -309,6 +415,28 @@ export class SqlEventStore implements EventStore {
       appended.push({ ...event, localSeq, forwardTo: event.forwardTo ?? [] });
     }
     return appended;
+  }
+
+  async appendOwn(origin: string, chatIds: readonly string[], chain: ChainOwn): Promise<StoredEvent[]> {
+    const appended = await this.db.transaction(async (tx) => {
+      await tx.query(`select ${WRITE_LOCK}`);
+      const rows = await tx.query<{ chat_id: string; seq: number; id: Uint8Array }>(
+        'select distinct on (chat_id) chat_id, seq, id from events where origin = $1 and chat_id = any($2::text[]) order by chat_id, seq desc',
+        [origin, [...chatIds]],
+      );
+      const heads = new Map(rows.map((row) => [row.chat_id, { seq: Number(row.seq), id: asBuffer(row.id) }]));
+      return this.insertProjected(tx, { events: chain(heads) });
+    });
+    await this.countTowardAnalyze(appended.length);
+    return appended;
+  }
+
+  async raiseFence(fence: LinkFence): Promise<boolean> {
+    const [row] = await this.db.query<{ fence: number }>(
+      `insert into link_leases as l (peer_id, fence) values ($1, $2) on conflict (peer_id) do update set fence = greatest(l.fence, excluded.fence) returning fence`,
+      [fence.peerId, fence.token],
+    );
+    return row?.fence === fence.token;
   }
 
   /** Keeps the member list of the latest membership event in canonical order, and the servers it spans. */
@@ -342,7 +470,8 @@ export class SqlEventStore implements EventStore {
     const rows = await this.db.query<EventRow>(
       `select ${EVENT_COLUMNS('e.')} from events e
        where e.local_seq > $2
-         and ((e.origin = $4 and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = any($1::text[])))
+         and ((e.origin = $4 and (exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = any($1::text[]))
+                                  or not exists (select 1 from chat_servers s where s.chat_id = e.chat_id)))
               or e.forward_to ?| $1::text[])
        order by e.local_seq limit $3`,
       [servers, afterLinkSeq, limit, self],
@@ -558,7 +687,8 @@ export class SqlEventStore implements EventStore {
   }
 
   async audit(entry: AuditEntry): Promise<void> {
-    await this.db.query('insert into audit_log (kind, peer, code, detail) values ($1, $2, $3, $4)', [
+    // Under the write lock, as appends: ids commit in order, so the journal's relay never passes one in flight.
+    await this.db.query(`insert into audit_log (kind, peer, code, detail) select $1, $2, $3, $4 from (select ${WRITE_LOCK}) as write_lock`, [
       entry.kind,
       entry.peer ?? null,
       entry.code ?? null,
@@ -572,6 +702,87 @@ export class SqlEventStore implements EventStore {
       [Math.min(limit, AUDIT_READ_MAX)],
     );
     return rows.map((row) => ({ id: row.id, at: row.at, kind: row.kind, detail: row.detail, ...(row.peer ? { peer: row.peer } : {}), ...(row.code ? { code: row.code } : {}) }));
+  }
+
+  /**
+   * Each row comes as one JSON array (byte columns base64 inside it): PGlite hands one text
+   * value over about twice as fast as sixteen columns (bench/publish.ts), and relays read
+   * the whole log this way. The same SQL on PostgreSQL.
+   */
+  async eventsAfter(afterLocalSeq: number, limit: number): Promise<StoredEvent[]> {
+    const rows = await this.db.query<{ row: string }>(
+      `select json_build_array(${EVENT_ROW_ARRAY})::text as row from events where local_seq > $1 order by local_seq limit $2`,
+      [afterLocalSeq, limit],
+    );
+    return rows.map(({ row }) => fromRowArray(JSON.parse(row) as EventRowArray));
+  }
+
+  async chatServersOf(chatIds: readonly string[]): Promise<Map<string, string[]>> {
+    if (chatIds.length === 0) return new Map();
+    const rows = await this.db.query<{ chat_id: string; servers: string[] }>(
+      `select chat_id, jsonb_agg(server_id order by server_id) as servers from chat_servers where chat_id = any($1::text[]) group by chat_id`,
+      [[...chatIds]],
+    );
+    return new Map(rows.map((row) => [row.chat_id, row.servers]));
+  }
+
+  async auditAfter(afterId: number, limit: number): Promise<AuditRecord[]> {
+    const rows = await this.db.query<{ id: number; at: Date; kind: string; peer: string | null; code: string | null; detail: string }>(
+      'select * from audit_log where id > $1 order by id limit $2',
+      [afterId, Math.min(limit, AUDIT_READ_MAX)],
+    );
+    return rows.map((row) => ({ id: Number(row.id), at: row.at, kind: row.kind, detail: row.detail, ...(row.peer ? { peer: row.peer } : {}), ...(row.code ? { code: row.code } : {}) }));
+  }
+
+  async lastAuditId(): Promise<number> {
+    const [row] = await this.db.query<{ id: number | null }>('select max(id) as id from audit_log');
+    return Number(row?.id ?? 0);
+  }
+
+  async enqueueOutbox(records: readonly OutboxEntry[]): Promise<void> {
+    if (records.length === 0) return;
+    // with ordinality: ids follow the order given; the write lock: they commit in that order too.
+    await this.db.query(
+      `insert into outbox (topic, key, payload)
+       select topic, key, decode(payload, 'base64') from unnest($1::text[], $2::text[], $3::text[]) with ordinality as t(topic, key, payload, n), (select ${WRITE_LOCK}) as write_lock order by n`,
+      [records.map((r) => r.topic), records.map((r) => r.key), records.map((r) => Buffer.from(r.payload).toString('base64'))],
+    );
+  }
+
+  async outboxAfter(afterId: number, limit: number, topic?: string): Promise<OutboxRecord[]> {
+    const rows = await this.db.query<{ id: number; topic: string; key: string; payload: string; created_at: Date }>(
+      `select id, topic, key, encode(payload, 'base64') as payload, created_at from outbox
+       where id > $1 and ($3::text is null or topic = $3) order by id limit $2`,
+      [afterId, limit, topic ?? null],
+    );
+    return rows.map((row) => ({ id: Number(row.id), topic: row.topic, key: row.key, payload: fromBase64(row.payload), createdAt: row.created_at }));
+  }
+
+  async lastOutboxId(): Promise<number> {
+    const [row] = await this.db.query<{ id: number | null }>('select max(id) as id from outbox');
+    return Number(row?.id ?? 0);
+  }
+
+  async trimOutbox(uptoId: number, keepNewest: number): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(
+      `with gone as (delete from outbox where id <= greatest($1::bigint, (select coalesce(max(id), 0) from outbox) - $2::bigint) returning 1)
+       select count(*)::int as n from gone`,
+      [uptoId, keepNewest],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  async projectionCursor(name: string): Promise<number | undefined> {
+    const [row] = await this.db.query<{ position: number }>('select position from projection_cursors where name = $1', [name]);
+    return row === undefined ? undefined : Number(row.position);
+  }
+
+  async saveProjectionCursor(name: string, position: number): Promise<void> {
+    await this.db.query(
+      `insert into projection_cursors (name, position) values ($1, $2)
+       on conflict (name) do update set position = excluded.position, updated_at = now()`,
+      [name, position],
+    );
   }
 
   close(): Promise<void> {

@@ -90,6 +90,15 @@ export const linkCursors = pgTable('link_cursors', {
   storedLinkSeq: bigint('stored_link_seq', { mode: 'number' }).notNull(),
 });
 
+/**
+ * Replicas of one server: per peer, the fencing token of the newest lease on its link. An
+ * append for the link commits only while its token is the one stored here (event-store.ts).
+ */
+export const linkLeases = pgTable('link_leases', {
+  peerId: text('peer_id').primaryKey(),
+  fence: bigint('fence', { mode: 'number' }).notNull(),
+});
+
 /** Identity keys pinned at a peer's first successful handshake. */
 export const peerKeys = pgTable('peer_keys', {
   serverId: text('server_id').primaryKey(),
@@ -131,4 +140,29 @@ export const serverRecords = pgTable('server_records', {
 export const destinationCursors = pgTable('destination_cursors', {
   serverId: text('server_id').primaryKey(),
   deliveredSeq: bigint('delivered_seq', { mode: 'number' }).notNull(),
+});
+
+/**
+ * How far each projection relay (gateways/projections) has published a source: the
+ * local seq of `events`, the id of `audit_log` or of `outbox`. Moved only after the
+ * bus acknowledged everything up to it, so a crash republishes, never skips.
+ */
+export const projectionCursors = pgTable('projection_cursors', {
+  name: text('name').primaryKey(),
+  position: bigint('position', { mode: 'number' }).notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Records to publish that are not in the event log or the audit journal (link and route
+ * changes), written when the change happens and relayed in id order with a cursor of
+ * their own. Kept bounded: a relay deletes what it published; a retention bound covers the rest.
+ */
+export const outbox = pgTable('outbox', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  /** The projection's topic as domain.md names it, without the server's prefix (e.g. `routing`). */
+  topic: text('topic').notNull(),
+  key: text('key').notNull(),
+  payload: bytea('payload').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });

@@ -13,7 +13,7 @@ describe('the partner trust goes down and comes back', () => {
     federation = await ReferenceFederation.start();
     await federation.waitUntilRouted();
     [msk, globex] = [federation.node('cts-acme-msk'), federation.node('cts-globex')];
-  }, 60_000);
+  }, 180_000); // six nodes starting on a loaded 2-core machine
   afterAll(() => federation?.stop());
 
   const count = async (node: TrellisNode, chat: Chat) => (await node.store.chatSummary(chat.id)).events;

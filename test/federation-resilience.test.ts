@@ -15,7 +15,7 @@ describe('the reference federation through a transit restart and a partition', (
   beforeAll(async () => {
     federation = await ReferenceFederation.start({ persistent: true });
     await federation.waitUntilRouted();
-  }, 60_000);
+  }, 180_000); // six nodes starting on a loaded 2-core machine
   afterAll(() => federation?.stop());
 
   /** Every member server of every chat holds its expected count, with equal digests. */

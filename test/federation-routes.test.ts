@@ -25,7 +25,7 @@ describe('the reference federation routes every chat by its most trusted path', 
   beforeAll(async () => {
     federation = await ReferenceFederation.start();
     await federation.waitUntilRouted();
-  }, 60_000);
+  }, 180_000); // six nodes starting on a loaded 2-core machine
   afterAll(() => federation?.stop());
 
   /** Events sent on every directed link (node>peer), by server names. */

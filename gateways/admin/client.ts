@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ChatRouteView, DestinationQueue, GraphView, LinkCounters, TrustConfig } from '../../router/index.js';
-import { AdminServiceClient } from '../../proto/gen/trellis/v1/admin.js';
+import { AdminServiceClient, type ReplicaView } from '../../proto/gen/trellis/v1/admin.js';
 import { ADMIN_MESSAGE_BYTES_MAX } from './server.js';
 import { fromChatRoute, fromGraph, fromLinkCounters, fromQueue, fromTrustView, toSetTrustRequest, trustStatuses, type TrustInput, type TrustView } from './views.js';
 
@@ -30,6 +30,8 @@ export interface LinksReport {
   links: LinkCounters[];
   /** Destinations with chats on the node and no path now. */
   unrouted: DestinationQueue[];
+  /** A server run as replicas: each live one and the peers whose links it holds. */
+  replicas: ReplicaView[];
 }
 
 export interface AdminClient {
@@ -79,7 +81,7 @@ export function adminClient(address: string): AdminClient {
     chatRoute: async (chatId) => fromChatRoute((await call(client.chatRoute.bind(client), { chatId })).route),
     async links() {
       const reply = await call(client.links.bind(client), {});
-      return { links: reply.links.map(fromLinkCounters), unrouted: reply.unrouted.map(fromQueue) };
+      return { links: reply.links.map(fromLinkCounters), unrouted: reply.unrouted.map(fromQueue), replicas: reply.replicas };
     },
     async setTrust(trust) {
       const reply = await call(client.setTrust.bind(client), toSetTrustRequest(trust));

@@ -11,6 +11,7 @@ import {
   type GraphResponse,
   type LinksResponse,
   type RemoveTrustRequest,
+  type ReplicaView,
   type SetTrustRequest,
   type SetTrustResponse,
   type SetTrustStatusRequest,
@@ -118,14 +119,21 @@ async function setTrustStatus(node: TrellisNode, request: SetTrustStatusRequest)
   return {};
 }
 
-function handlers(node: TrellisNode): AdminServiceServer {
+/** What the admin service shows beyond the node itself. */
+export interface AdminExtras {
+  /** A server run as replicas: each live one and the links it holds (gateways/redis). */
+  replicas?: () => Promise<ReplicaView[]>;
+}
+
+function handlers(node: TrellisNode, extras: AdminExtras): AdminServiceServer {
   return {
     graph: unary(async (): Promise<GraphResponse> => ({ graph: toGraph(await node.inspect.graph()) })),
     chatRoute: unary(async (request: ChatRouteRequest): Promise<ChatRouteResponse> => ({ route: toChatRoute(await node.inspect.chatRoute(checkChatId(request.chatId))) })),
     links: unary(async (): Promise<LinksResponse> => {
       const links = await node.inspect.linkCounters();
       const unrouted = await node.inspect.unrouted();
-      return { links: links.map(toLinkCounters), unrouted: unrouted.map(toQueue) };
+      const replicas = (await extras.replicas?.()) ?? [];
+      return { links: links.map(toLinkCounters), unrouted: unrouted.map(toQueue), replicas };
     }),
     setTrust: unary((request: SetTrustRequest) => setTrust(node, request)),
     setTrustStatus: unary((request: SetTrustStatusRequest) => setTrustStatus(node, request)),
@@ -150,12 +158,12 @@ function unary<Req, Res>(handle: (request: Req) => Promise<Res>): grpc.handleUna
 }
 
 /** Serves the admin service of `node` on `listen` (host:port, loopback only; port 0 picks a free one). */
-export async function startAdminServer(node: TrellisNode, listen: string): Promise<AdminServer> {
+export async function startAdminServer(node: TrellisNode, listen: string, extras: AdminExtras = {}): Promise<AdminServer> {
   const match = HOST_PORT.exec(listen);
   if (!match || Number(match[2]) > 65535) throw new AdminError('bad-address', `admin.listen ${JSON.stringify(listen)}: must be host:port, e.g. 127.0.0.1:5002`);
   if (!isLoopback(listen)) throw new AdminError('not-loopback', `admin.listen ${listen}: must be a loopback address (127.0.0.1, ::1 or localhost): the admin service has no authentication`);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': ADMIN_MESSAGE_BYTES_MAX, 'grpc.max_send_message_length': ADMIN_MESSAGE_BYTES_MAX });
-  server.addService(AdminServiceService, handlers(node));
+  server.addService(AdminServiceService, handlers(node, extras));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (error, bound) => {
       if (!error) return resolve(bound);

@@ -93,4 +93,20 @@ describe('trellis CLI', () => {
     expect(started.err.trim().split('\n')).toHaveLength(1);
     expect(started.err).not.toContain('s3cret');
   });
+
+  it('refuses replicas on the embedded store, and names an unreachable Redis in one line', async () => {
+    const keyFile = join(dir, 'replicas.key');
+    expect((await run('keygen', '--out', keyFile)).code).toBe(0);
+    const write = (name: string, store: string, redis: string) => {
+      const file = join(dir, name);
+      writeFileSync(file, `server: { id: 6f1c2a9e-3b7d-4e52-9a4f-0c8d1e2f3a41, name: a, kind: CTS }\nlisten: 127.0.0.1:0\nidentity_key_file: ${keyFile}\nstore: ${store}\nreplicas: { redis_url: '${redis}' }\n`);
+      return file;
+    };
+    const embedded = await run('start', '--config', write('replicas-embedded.yaml', '{ memory: true }', 'redis://127.0.0.1:6379'));
+    expect(embedded.code).toBe(EXIT_CONFIG);
+    expect(embedded.err).toContain('replicas of one server share one PostgreSQL store');
+    const noRedis = await run('start', '--config', write('replicas-no-redis.yaml', "{ url: 'postgres://postgres@127.0.0.1:5432/test' }", 'redis://:pw@127.0.0.1:1'));
+    expect(noRedis.code).toBe(EXIT_UNAVAILABLE);
+    expect(noRedis.err.trim()).toBe('trellis: Redis at redis://:***@127.0.0.1:1: connection refused; check that Redis runs there and the host and port are right');
+  });
 });

@@ -1,9 +1,11 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { startAdminServer, type AdminServer } from '../admin/index.js';
-import { loadConfig, TrellisNode, upstreamOf, type NodeConfig } from '../../router/index.js';
+import { startAdminServer } from '../admin/index.js';
+import { createLogger, loadConfig, TrellisNode, upstreamOf, type NodeConfig } from '../../router/index.js';
+import { KafkaError, kafkaSettings, startKafkaPublisher } from '../kafka/index.js';
+import { openReplication, RedisUnavailable } from '../redis/index.js';
 import { addAdminCommands } from './admin-commands.js';
 import { runDemo } from '../demo/index.js';
-import { exitCodeOf, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
+import { CliError, exitCodeOf, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
 import { newToken, writeIdentityKey } from './keys.js';
 
 export { CliError, exitCodeOf, EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
@@ -48,28 +50,55 @@ function topologyLines(config: NodeConfig): string[] {
 }
 
 /**
- * Runs the node, and its admin service when admin.listen is set, until SIGINT or SIGTERM;
- * then stops both cleanly (admin service, links, store).
+ * Runs the node with what its config and environment add: replicas sharing its links
+ * (REDIS_URL), its admin service (admin.listen), the projections to Kafka
+ * (KAFKA_BROKERS); until SIGINT or SIGTERM. Parts stop in the reverse of their start,
+ * also when a later part cannot start: nothing is left running behind an error.
  */
 async function start(configFile: string, io: CliIo): Promise<void> {
   const config = loadConfig(configFile);
-  const node = await TrellisNode.start(config);
-  let admin: AdminServer | undefined;
+  const kafka = kafkaSettings(config, process.env);
+  const running: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of running.splice(0).reverse()) await stop().catch(() => undefined);
+  };
   try {
-    admin = config.admin ? await startAdminServer(node, config.admin.listen) : undefined;
+    const replication = await openReplication(config, process.env).catch(unavailableAsCliError);
+    if (replication) running.push(() => replication.close());
+    const node = await TrellisNode.start(config, replication ? { leases: replication.leases } : {});
+    running.push(() => node.stop());
+    replication?.attach(node);
+    io.out(`store: ${node.store.description}`);
+    if (replication) io.out(`replicas: ${replication.description}`);
+    if (kafka) {
+      // The projections to Kafka when KAFKA_BROKERS or kafka.brokers names one (gateways/kafka); before the
+      // admin service, so that its announcement means the whole node is up (what scripts and tests wait for).
+      const log = createLogger(config.log_level).child({ node: config.server.name });
+      const publisher = await startKafkaPublisher(node, kafka, log, { replicated: replication !== undefined }).catch(unavailableAsCliError);
+      running.push(() => publisher.stop());
+      io.out(`projections: Kafka at ${kafka.brokers.join(', ')}, topics ${Object.values(kafka.topics).join(', ')}`);
+    }
+    if (config.admin) {
+      const admin = await startAdminServer(node, config.admin.listen, replication ? { replicas: () => replication.replicas() } : {});
+      running.push(() => admin.stop());
+      io.out(`admin service on ${admin.address} (loopback only): trellis graph --admin ${admin.address}`);
+    }
   } catch (error) {
-    await node.stop();
+    await stopAll();
     throw error;
   }
-  io.out(`store: ${node.store.description}`);
-  if (admin) io.out(`admin service on ${admin.address} (loopback only): trellis graph --admin ${admin.address}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  io.err('stopping: closing the admin service, links and the store');
-  await admin?.stop();
-  await node.stop();
+  io.err('stopping: closing the projections, the admin service, links and the store');
+  await stopAll();
+}
+
+/** An engine that does not answer (Kafka, Redis) is exit 69 with its one line, like the store. */
+function unavailableAsCliError(error: unknown): never {
+  if (error instanceof KafkaError || error instanceof RedisUnavailable) throw new CliError(error.message, EXIT_UNAVAILABLE);
+  throw error;
 }
 
 function program(io: CliIo): Command {

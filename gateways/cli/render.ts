@@ -132,5 +132,13 @@ function linkLines(link: LinkCounters): string[] {
 export function linksText(report: LinksReport): string[] {
   const lines = report.links.length > 0 ? report.links.flatMap(linkLines) : ['no trusts'];
   if (report.unrouted.length > 0) lines.push('waiting for a path:', ...table(report.unrouted.map(queueRow)));
+  if (report.replicas.length > 0) {
+    const names = new Map(report.links.map((link) => [link.peerId, link.name]));
+    lines.push('replicas of this server (from Redis):');
+    for (const replica of report.replicas) {
+      const held = replica.peerIds.map((peer) => names.get(peer) ?? shortId(peer)).join(', ') || 'no link';
+      lines.push(`  ${replica.replicaId} (pid ${replica.pid}, since ${replica.startedAt}): holds ${held}`);
+    }
+  }
   return lines;
 }

@@ -25,10 +25,21 @@ export class AppendTail {
   private start = 0;
   private bodyBytes = 0;
 
-  /** @param coveredAfter every own event with a larger local seq is (or will be) in the tail. */
-  constructor(private coveredAfter: number) {}
+  /**
+   * @param coveredAfter every own event with a larger local seq is (or will be) in the tail;
+   * by default none yet, until `cover` says so.
+   */
+  constructor(private coveredAfter = Number.POSITIVE_INFINITY) {}
 
+  /** From here on every event after `localSeq` is pushed (a reader that listened before reading the store's head). */
+  cover(localSeq: number): void {
+    this.coveredAfter = localSeq;
+  }
+
+  /** Appends in local seq order; one seen already (a listener attached before `cover`) is skipped. */
   push(event: StoredEvent): void {
+    const last = this.events[this.events.length - 1];
+    if (last && event.localSeq <= last.localSeq) return;
     this.events.push(event);
     this.bodyBytes += event.body.length;
     while (this.events.length - this.start > TAIL_EVENTS_MAX || this.bodyBytes > TAIL_BODY_BYTES_MAX) this.evictOldest();
@@ -38,7 +49,7 @@ export class AppendTail {
    * Up to `limit` events after local seq `after` that `wanted` keeps, in order; undefined
    * when the tail no longer reaches back to `after`.
    */
-  async after(after: number, limit: number, wanted: (event: StoredEvent) => boolean | Promise<boolean>): Promise<TailRead<StoredEvent> | undefined> {
+  async after(after: number, limit: number, wanted: (event: StoredEvent) => boolean | Promise<boolean> = () => true): Promise<TailRead<StoredEvent> | undefined> {
     if (after < this.coveredAfter) return undefined;
     const events: StoredEvent[] = [];
     let scannedTo = after;
@@ -70,7 +81,7 @@ export class AppendTail {
 
   private evictOldest(): void {
     const oldest = this.events[this.start]!;
-    this.coveredAfter = oldest.localSeq;
+    this.coveredAfter = Math.max(this.coveredAfter, oldest.localSeq);
     this.bodyBytes -= oldest.body.length;
     this.start += 1;
     if (this.start >= COMPACT_AFTER) {

@@ -37,6 +37,19 @@ export async function skipWithout(engine: string, reason: string | undefined): P
   return true;
 }
 
+export const REDIS_TEST_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Why Redis cannot be used here, or undefined when it can. */
+export async function redisUnavailable(url = REDIS_TEST_URL): Promise<string | undefined> {
+  const { openRedis } = await import('../../gateways/redis/index.js');
+  try {
+    (await openRedis(url)).disconnect();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 /** A store that can be reopened where it was: a PGlite data directory, or a PostgreSQL schema. */
 export interface TestEngine {
   name: 'pglite' | 'postgres';
@@ -105,6 +118,26 @@ export async function dropSchemas(url: string, schemas: readonly string[]): Prom
   } finally {
     await client.end();
   }
+}
+
+let databaseCount = 0;
+
+/** A database of its own on the test server (what separate servers or replicas of one server are given), and how to drop it. */
+export async function freshDatabase(url = POSTGRES_TEST_URL): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `trellis_test_${process.pid}_${Date.now().toString(36)}_${(databaseCount++).toString(36)}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`create database ${name}`);
+  const at = new URL(url);
+  at.pathname = `/${name}`;
+  return { url: at.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
 }
 
 /** The engines available to this run: PGlite always, PostgreSQL when reachable (required under CI). */
