@@ -6,6 +6,7 @@ import { retryDelayMs } from './relay.js';
 import { routingRecorder, type RoutingRecorder } from './routing-recorder.js';
 import { ChatEventSource, JournalSource, RoutingSource, type ProjectionSource } from './sources.js';
 import type { ProjectionName } from './topics.js';
+import { Pause } from './pause.js';
 
 /** Records handed to a subscriber at once, at most. */
 export const FEED_BATCH_RECORDS_MAX = 1_000;
@@ -78,7 +79,7 @@ export class InProcessFeed implements ProjectionFeed {
 class FeedSubscription<P extends ProjectionName> implements Subscription {
   private closed = false;
   private woken = false;
-  private wakeUp: (() => void) | undefined;
+  private readonly pause = new Pause(() => this.closed);
   private loop: Promise<void> | undefined;
   private readonly dedup = new Deduplicator();
   private readonly onAppended = () => this.wake();
@@ -104,14 +105,14 @@ class FeedSubscription<P extends ProjectionName> implements Subscription {
 
   wake(): void {
     this.woken = true;
-    this.wakeUp?.();
+    this.pause.wake();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.node.off('appended', this.onAppended);
-    this.wakeUp?.();
+    this.pause.wake();
     await this.loop;
     this.onClosed(this);
   }
@@ -123,11 +124,11 @@ class FeedSubscription<P extends ProjectionName> implements Subscription {
       try {
         const moved = await this.deliverNext();
         attempt = 0;
-        if (!moved && !this.woken) await this.sleep(FEED_POLL_MS);
+        if (!moved && !this.woken) await this.pause.for(FEED_POLL_MS);
       } catch (error) {
         if (this.closed) return;
         this.log.warn({ feed: this.cursorName, err: error instanceof Error ? error.message : String(error) }, 'subscriber failed a batch; handing it over again');
-        await this.sleep(retryDelayMs(attempt++), false);
+        await this.pause.for(retryDelayMs(attempt++), false);
       }
     }
   }
@@ -147,20 +148,5 @@ class FeedSubscription<P extends ProjectionName> implements Subscription {
     this.after = batch.position;
     await this.node.store.saveProjectionCursor(this.cursorName, this.after);
     return true;
-  }
-
-  /** Sleeps `ms`, or less when closed, or (if `wakeable`) when woken: a retry's pause is not cut short by new records. */
-  private sleep(ms: number, wakeable = true): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeUp = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeUp = () => {
-        if (wakeable || this.closed) done();
-      };
-    });
   }
 }

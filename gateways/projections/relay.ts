@@ -1,6 +1,7 @@
 import type { Logger } from '../../router/index.js';
 import type { EventStore } from '../../store/index.js';
 import type { OutgoingRecord, ProjectionSource, SourceBatch } from './sources.js';
+import { Pause } from './pause.js';
 
 /** Records in one publish (one producer request); smaller when their bytes reach SOURCE_BATCH_BYTES_MAX. */
 export const RELAY_BATCH_RECORDS_MAX = 1_000;
@@ -45,7 +46,7 @@ export class Relay {
   private savedPosition = 0;
   private lastSaveMs = 0;
   private stopping = false;
-  private wakeUp: (() => void) | undefined;
+  private readonly pause = new Pause(() => this.stopping);
   private woken = false;
   private loop: Promise<void> | undefined;
   private failingSinceMs: number | undefined;
@@ -71,7 +72,7 @@ export class Relay {
   /** There may be something new to publish. */
   wake(): void {
     this.woken = true;
-    this.wakeUp?.();
+    this.pause.wake();
   }
 
   /** Waits (at most `timeoutMs`) until everything in the source now is published; says whether it was. */
@@ -115,7 +116,7 @@ export class Relay {
         }
       } catch (error) {
         this.failed(batch !== undefined ? 'publishing to the bus failed' : 'reading the store failed', error);
-        await this.sleep(retryDelayMs(attempt++), false);
+        await this.pause.for(retryDelayMs(attempt++), false);
         continue;
       }
       this.recovered(attempt);
@@ -126,7 +127,7 @@ export class Relay {
       batch = undefined;
       if (!moved) {
         await this.saveCursor();
-        if (!this.woken) await this.sleep(RELAY_POLL_MS);
+        if (!this.woken) await this.pause.for(RELAY_POLL_MS);
       } else if (this.nowMs() - this.lastSaveMs >= CURSOR_SAVE_INTERVAL_MS) await this.saveCursor();
     }
   }
@@ -172,21 +173,6 @@ export class Relay {
     this.deps.log.info({ relay: this.deps.cursorName, attempts, failedForMs: this.nowMs() - this.failingSinceMs }, 'publishing again');
     this.failingSinceMs = undefined;
     this.lastWarnMs = 0;
-  }
-
-  /** Sleeps `ms`, or less when stopped, or (if `wakeable`) when woken: a backoff is not cut short by new appends. */
-  private sleep(ms: number, wakeable = true): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeUp = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeUp = () => {
-        if (wakeable || this.stopping) done();
-      };
-    });
   }
 }
 
