@@ -13,7 +13,7 @@ import { FAST_LINK, freePort, postMessages, waitFor } from '../../test/support/f
 import { createdDraft, newChat } from '../devices/index.js';
 import type { Delivered } from '../projections/index.js';
 import { KafkaFeed } from './kafka-feed.js';
-import { deleteTestTopics, kafkaUnavailable, quietKafka, testKafkaSettings, TEST_KAFKA_BROKERS, topicRecords, waitForTopic } from './testing.js';
+import { deleteTestTopics, kafkaUnavailable, quietKafka, testKafkaSettings, TEST_KAFKA_BROKERS, topicOffsets, topicRecords, waitForTopic } from './testing.js';
 
 const CHATS = 10;
 const EVENTS_PER_CHAT = 5_000;
@@ -102,7 +102,7 @@ describe.skipIf(skip)('Kafka: a node killed in the middle of publishing', () => 
       // Watched at the broker, so the kill lands while A publishes its backlog, not after.
       const admin = quietKafka(settings.brokers).admin();
       await admin.connect();
-      const published = async () => (await admin.fetchTopicOffsets(settings.topics['chat-events'])).reduce((sum, p) => sum + Number(p.high), 0);
+      const published = async () => (await topicOffsets(admin, settings.topics['chat-events'])).reduce((sum, p) => sum + Number(p.high), 0);
       a = startCli(aConfig, output, brokers);
       await waitForTopic(settings.brokers, settings.topics['chat-events']);
       const firstSeen = await published();

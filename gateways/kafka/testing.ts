@@ -49,7 +49,9 @@ export async function waitForTopic(brokers: string[], topic: string, timeoutMs =
   const admin = quietKafka(brokers).admin();
   await admin.connect();
   try {
-    for (const deadline = Date.now() + timeoutMs; !(await admin.listTopics()).includes(topic); ) {
+    // Listed is not enough: its partitions answer offsets only once they have leaders.
+    const ready = async () => (await admin.listTopics()).includes(topic) && (await offsetsOrRetriable(admin, topic)) !== undefined;
+    for (const deadline = Date.now() + timeoutMs; !(await ready()); ) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for the topic ${topic}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -58,12 +60,34 @@ export async function waitForTopic(brokers: string[], topic: string, timeoutMs =
   }
 }
 
+type Admin = ReturnType<ReturnType<typeof quietKafka>['admin']>;
+
+/** A topic's partition offsets, or undefined while Kafka answers with a retriable error (a leader not elected yet). */
+async function offsetsOrRetriable(admin: Admin, topic: string): Promise<Awaited<ReturnType<Admin['fetchTopicOffsets']>> | undefined> {
+  try {
+    return await admin.fetchTopicOffsets(topic);
+  } catch (error) {
+    if ((error as { retriable?: boolean }).retriable) return undefined;
+    throw error;
+  }
+}
+
+/** A topic's partition offsets, asked again (bounded) while Kafka's answer is retriable. */
+export async function topicOffsets(admin: Admin, topic: string, timeoutMs = 30_000): Promise<Awaited<ReturnType<Admin['fetchTopicOffsets']>>> {
+  for (const deadline = Date.now() + timeoutMs; ; ) {
+    const offsets = await offsetsOrRetriable(admin, topic);
+    if (offsets) return offsets;
+    if (Date.now() > deadline) throw new Error(`timed out asking the offsets of ${topic}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** The end offsets of a topic's partitions now: how many records it holds in all. */
 export async function topicRecords(brokers: string[], topic: string): Promise<number> {
   const admin = quietKafka(brokers).admin();
   await admin.connect();
   try {
-    const offsets = await admin.fetchTopicOffsets(topic);
+    const offsets = await topicOffsets(admin, topic);
     return offsets.reduce((sum, partition) => sum + Number(partition.high) - Number(partition.low), 0);
   } finally {
     await admin.disconnect();
