@@ -15,6 +15,7 @@ import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { pgliteBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
+import { measureFailover, type FailoverResult } from './failover.js';
 import { measurePublish } from './publish.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
 import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
@@ -96,6 +97,15 @@ async function measureChain(dir: string, hops: Hops, engine: BenchEngine = pglit
   }
 }
 
+/** Two replicas of one server: the link's holder killed, the other takes it (needs Redis beside PostgreSQL). */
+async function measureFailoverOrSay(dir: string): Promise<FailoverResult | undefined> {
+  console.log('case: two replicas of one server on PostgreSQL and Redis; the holder of the trust link killed');
+  return measureFailover(dir).catch((error: Error) => {
+    console.warn(`bench: the failover case is left out: ${error.message}`);
+    return undefined;
+  });
+}
+
 /** Best effort at exit: a peer killed a moment ago may still be closing its files. */
 function removeQuietly(dir: string): void {
   try {
@@ -132,7 +142,8 @@ async function main(): Promise<void> {
   });
   const cases = [...oneHop.cases, ...(oneHopPostgres?.cases ?? []), ...threeHops.cases];
   const memory = [oneHop.memory, ...(oneHopPostgres ? [oneHopPostgres.memory] : []), threeHops.memory];
-  const report = makeReport(verifyPerS, store, cases, oneHop.catchUp, memory, idleLinks, publish);
+  const failover = postgres ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
+  const report = makeReport(verifyPerS, store, cases, oneHop.catchUp, memory, idleLinks, publish, failover);
   printReport(report);
   writeReport(report, RESULTS_FILE);
   console.log(`\nwrote ${RESULTS_FILE}`);

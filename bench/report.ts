@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
 import type { IdleLinksResult } from './idle-links.js';
+import type { FailoverResult } from './failover.js';
 import type { PublishBenchResult } from './publish.js';
 import type { EngineName } from './engines.js';
 import type { CaseResult, CatchUpResult } from './link-case.js';
@@ -67,6 +68,8 @@ export interface Report {
   idleLinks: IdleLinksResult;
   /** Absent when no broker answered. */
   publish: PublishBenchResult | undefined;
+  /** Absent without PostgreSQL and Redis. */
+  failover: FailoverResult | undefined;
 }
 
 export function makeReport(
@@ -77,6 +80,7 @@ export function makeReport(
   memory: MemoryResult[],
   idleLinks: IdleLinksResult,
   publish: PublishBenchResult | undefined,
+  failover: FailoverResult | undefined,
 ): Report {
   return {
     date: new Date().toISOString(),
@@ -91,6 +95,7 @@ export function makeReport(
     memory,
     idleLinks,
     publish,
+    failover,
   };
 }
 
@@ -192,6 +197,17 @@ function publishRows(report: Report): Row[] {
   ];
 }
 
+function failoverRows(report: Report): Row[] {
+  const result = report.failover;
+  if (!result) return [['replicas: link failover after SIGKILL', 'not run', 'lease + one redial', '', 'needs PostgreSQL and Redis', '—']];
+  // The lease lapses at most its length after the kill; the other replica asks again within askEveryMs, then dials once.
+  const bound = result.leaseMs + result.askEveryMs;
+  return [
+    ['replicas: link failover after SIGKILL', `${count(result.failoverMs)} ms`, `≤ ${count(bound)} ms + a dial`, '',
+      `the lease (${count(result.leaseMs)} ms, renewed every third of it) lapses; the other replica asks every ${count(result.askEveryMs)} ms, takes it and dials`, '—'],
+  ];
+}
+
 function boundRows(report: Report): Row[] {
   const verify = report.bounds.ed25519VerifyPerS;
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
@@ -225,7 +241,7 @@ export function printReport(report: Report): void {
   const others = Math.max(...report.cases.map((result) => result.otherBusy ?? 0));
   if (others > OTHERS_BUSY_MAX) console.log(`WARNING: other processes used up to ${percent(others)} of a core during a run: the figures are low`);
   console.log('');
-  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...memoryRows(report), ...idleLinkRows(report), ...publishRows(report), ...boundRows(report)]));
+  console.log(formatTable([...report.cases.flatMap((result) => caseRows(result, report)), ...catchUpRows(report), ...memoryRows(report), ...idleLinkRows(report), ...publishRows(report), ...failoverRows(report), ...boundRows(report)]));
   console.log(
     `\nCPU o/t/d/other: share of one core used during the run by the origin's process (with the bench's poster), the transits' together, ` +
       `the destination's, and all other processes; ${percent(SATURATED_BUSY)} or more of one process: that core is the bound.`,

@@ -18,6 +18,12 @@ export interface LinkLeases {
 
 /** How often a held lease is renewed, as a share of its time to live: two renewals may fail before it lapses. */
 const RENEW_SHARE = 1 / 3;
+/** How often a replica asks for a link another one holds, as a share of the lease (at least RETRY_MIN_MS). */
+const RETRY_SHARE = 1 / 10;
+const RETRY_MIN_MS = 100;
+
+/** How long a replica waits before asking again for a link another one holds, for a lease of `ttlMs`. */
+export const askAgainMs = (ttlMs: number) => Math.max(RETRY_MIN_MS, ttlMs * RETRY_SHARE);
 
 /**
  * The links this replica owns. Owning one means holding its lease and having raised its
@@ -44,9 +50,9 @@ export class LinkOwnership {
     return this.leases.replicaId;
   }
 
-  /** How long to wait before asking again for a link another replica holds. */
+  /** How long to wait before asking again for a link another replica holds: often, so a dead owner's link moves soon after its lease lapses. */
   get retryMs(): number {
-    return this.leases.ttlMs * RENEW_SHARE;
+    return askAgainMs(this.leases.ttlMs);
   }
 
   fenceOf(peerId: string): LinkFence | undefined {

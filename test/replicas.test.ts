@@ -1,9 +1,7 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cryptoReady, generateIdentityPem } from '../crypto/index.js';
@@ -13,71 +11,11 @@ import { openStore, type EventStore } from '../store/index.js';
 import { createdDraft, newChat, type TestChat } from './support/devices.js';
 import { freshDatabase, postgresUnavailable, REDIS_TEST_URL, redisUnavailable, skipWithout } from './support/engines.js';
 import { FAST_LINK, freePort, LogCapture, postMessages, waitFor } from './support/federation.js';
-import type { ReplicaMessage, ReplicaRequest } from './support/replica-worker.js';
+import { Replica } from '../bench/replica-process.js';
 
 const skip = await skipWithout('PostgreSQL and Redis', (await postgresUnavailable()) ?? (await redisUnavailable()));
 /** Short leases, so a takeover is quick; the property under test does not depend on the length. */
 const LEASE_MS = 1_000;
-const WORKER = fileURLToPath(new URL('./support/replica-worker.ts', import.meta.url));
-
-/** One replica of server X in a child process (test/support/replica-worker.ts). */
-class Replica {
-  readonly links = new Set<string>();
-  readonly ends: Array<{ code: string; message: string }> = [];
-  /** The local seqs of what this replica appended, as it reported them. */
-  readonly appended: number[] = [];
-  private readonly waiters: Array<() => void> = [];
-  replicaId = '';
-  readonly ready: Promise<void>;
-
-  constructor(readonly child: ChildProcess, readonly logFile: string) {
-    this.ready = new Promise((resolve, reject) => {
-      child.on('message', (message: ReplicaMessage) => {
-        if (message.type === 'ready') {
-          this.replicaId = message.replica;
-          resolve();
-        } else if (message.type === 'failed') reject(new Error(`replica: ${message.message}`));
-        else if (message.type === 'link-up') this.links.add(message.peer);
-        else if (message.type === 'appended') this.appended.push(...message.localSeqs);
-        else if (message.type === 'link-down') {
-          this.links.delete(message.peer);
-          this.ends.push({ code: message.code, message: message.message });
-        }
-        this.waiters.splice(0).forEach((wake) => wake());
-      });
-      child.once('exit', (code, signal) => reject(new Error(`replica exited (${signal ?? code})`)));
-    });
-  }
-
-  static start(config: NodeConfig, logFile: string): Replica {
-    const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
-    const replica = new Replica(child, logFile);
-    child.send({ config, logFile });
-    return replica;
-  }
-
-  /** Posts `count` messages from `sender`; resolves when all are durable in the shared store. */
-  post(chat: TestChat, sender: string, count: number, inFlight = 32): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: ReplicaMessage) => {
-        if (message.type === 'posted') resolve();
-        else if (message.type === 'failed') reject(new Error(message.message));
-        else return;
-        this.child.off('message', onMessage);
-      };
-      this.child.on('message', onMessage);
-      this.child.send({ op: 'post', chat, sender, count, inFlight } satisfies ReplicaRequest);
-    });
-  }
-
-  log(): string {
-    return readFileSync(this.logFile, 'utf8');
-  }
-
-  stop(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-  }
-}
 
 /** Server X run as two replicas on one PostgreSQL database and one Redis, with a trust to partner P (in this process). */
 class ReplicatedServer {
@@ -115,7 +53,8 @@ class ReplicatedServer {
         replicas: { redis_url: REDIS_TEST_URL, lease_ms: LEASE_MS, replica_id: `x-${n}` },
         trusts: [{ server_id: pId, name: 'partner', endpoint: `127.0.0.1:${pPort}`, token_for_accepting: tokens.xAccepts, token_for_connecting: tokens.pAccepts }],
       });
-    this.replicas = [1, 2].map((n) => Replica.start(xConfig(n), join(this.dir, `x-${n}.log`)));
+    // From the sources, so a test never runs a stale build.
+    this.replicas = [1, 2].map((n) => Replica.start(xConfig(n), join(this.dir, `x-${n}.log`), { source: true }));
     await Promise.all(this.replicas.map((replica) => replica.ready));
     this.xStore = await openStore({ url: this.database.url });
   }

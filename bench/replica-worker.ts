@@ -1,17 +1,17 @@
 /**
- * One replica of a server in a process of its own (run with `node --import tsx`), as
- * `trellis start` wires it: PostgreSQL from DATABASE_URL, leases in Redis from REDIS_URL.
+ * One replica of a server in a process of its own, as `trellis start` wires it (the bench
+ * forks its build, test/replicas.test.ts its source with `node --import tsx`): PostgreSQL from DATABASE_URL, leases in Redis from REDIS_URL.
  * The test drives it over IPC (post messages, stop) and hears when its links go up and
  * down; its log goes to a file the test reads. Exits when told to or when the test goes away.
  */
 import { pino } from 'pino';
-import { cryptoReady } from '../../crypto/index.js';
-import { openReplication } from '../../gateways/redis/index.js';
-import { createLogger, TrellisNode, type LinkEnd, type LinkSession, type NodeConfig } from '../../router/index.js';
-import type { StoredEvent } from '../../store/index.js';
-import { messageDraft, type TestChat } from './devices.js';
+import { cryptoReady } from '../crypto/index.js';
+import { openReplication } from '../gateways/redis/index.js';
+import { createLogger, TrellisNode, type LinkEnd, type LinkSession, type NodeConfig } from '../router/index.js';
+import type { StoredEvent } from '../store/index.js';
+import { messageDraft, type DeviceChat } from '../gateways/devices/index.js';
 
-export type ReplicaRequest = { op: 'post'; chat: TestChat; sender: string; count: number; inFlight: number } | { op: 'stop' };
+export type ReplicaRequest = { op: 'post'; chat: DeviceChat; sender: string; count: number; inFlight: number } | { op: 'stop' };
 
 export type ReplicaMessage =
   | { type: 'ready'; replica: string }
