@@ -48,7 +48,7 @@ const running = new Set<ChildProcess>();
 process.once('exit', () => running.forEach((child) => child.kill('SIGKILL')));
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
-function keyFile(dir: string, name: string): string {
+export function keyFile(dir: string, name: string): string {
   const file = join(dir, `${name}.key`);
   writeFileSync(file, generateIdentityPem(), { mode: 0o600 });
   return file;

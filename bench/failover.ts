@@ -5,19 +5,16 @@
  * time plus one redial.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { generateIdentityPem } from '../crypto/index.js';
 import { askAgainMs, createLogger, parseConfig, TrellisNode } from '../router/index.js';
+import { keyFile } from './chain.js';
 import { sharedNowMs } from './clock.js';
 import { postgresBench } from './engines.js';
 import { Replica } from './replica-process.js';
 
 export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-/** The config's default lease, so the figure is the one an operator gets. */
-const LEASE_MS = 5_000;
-const REDIAL_MIN_MS = 250;
 const STEP_LIMIT_MS = 60_000;
 
 export interface FailoverResult {
@@ -42,16 +39,11 @@ export async function measureFailover(dir: string): Promise<FailoverResult> {
   const replicas: Replica[] = [];
   let partner: TrellisNode | undefined;
   try {
-    const key = (name: string) => {
-      const file = join(dir, `${name}.key`);
-      writeFileSync(file, generateIdentityPem(), { mode: 0o600 });
-      return file;
-    };
     const [xId, pId] = [randomUUID(), randomUUID()];
     const tokens = { x: randomBytes(24).toString('base64url'), p: randomBytes(24).toString('base64url') };
     partner = await TrellisNode.start(
       parseConfig({
-        server: { id: pId, name: 'partner', kind: 'CTS' }, listen: '127.0.0.1:0', identity_key_file: key('partner'), store: { memory: true }, log_level: 'silent',
+        server: { id: pId, name: 'partner', kind: 'CTS' }, listen: '127.0.0.1:0', identity_key_file: keyFile(dir, 'partner'), store: { memory: true }, log_level: 'silent',
         trusts: [{ server_id: xId, name: 'x', token_for_accepting: tokens.p, token_for_connecting: tokens.x }],
       }),
       { logger: createLogger('silent') },
@@ -59,24 +51,26 @@ export async function measureFailover(dir: string): Promise<FailoverResult> {
     let linksUp = 0;
     partner.on('link-up', () => (linksUp += 1));
     const { config: store } = await database.fresh(dir, 'x');
-    const xKey = key('x');
+    const xKey = keyFile(dir, 'x');
     const xConfig = (n: number) =>
       parseConfig({
         server: { id: xId, name: 'x', kind: 'CTS' }, listen: '127.0.0.1:0', identity_key_file: xKey, store, log_level: 'warn',
-        link: { reconnect_min_ms: REDIAL_MIN_MS },
-        replicas: { redis_url: BENCH_REDIS_URL, lease_ms: LEASE_MS, replica_id: `x-${n}` },
+        // The config's defaults for the lease and the redial, so the figure is the one an operator gets.
+        replicas: { redis_url: BENCH_REDIS_URL, replica_id: `x-${n}` },
         trusts: [{ server_id: pId, name: 'partner', endpoint: `127.0.0.1:${partner!.port}`, token_for_accepting: tokens.x, token_for_connecting: tokens.p }],
       });
-    replicas.push(...[1, 2].map((n) => Replica.start(xConfig(n), join(dir, `x-${n}.log`))));
+    const configs = [1, 2].map(xConfig);
+    replicas.push(...configs.map((config, n) => Replica.start(config, join(dir, `x-${n + 1}.log`))));
     await Promise.all(replicas.map((replica) => replica.ready));
     await until('a replica holding the link', () => replicas.some((replica) => replica.links.has(pId)));
-    // The lease was renewed at most a third of it ago: it lapses between 2/3 and all of LEASE_MS after the kill.
+    // The lease was renewed at most a third of it ago: it lapses between 2/3 and all of its length after the kill.
     const holder = replicas.find((replica) => replica.links.has(pId))!;
     const before = linksUp;
     holder.child.kill('SIGKILL');
     const killedAt = sharedNowMs();
     await until('the link from the other replica', () => linksUp > before && partner!.link(xId) !== undefined);
-    return { leaseMs: LEASE_MS, askEveryMs: askAgainMs(LEASE_MS), redialMs: REDIAL_MIN_MS, failoverMs: sharedNowMs() - killedAt };
+    const leaseMs = configs[0]!.replicas!.lease_ms;
+    return { leaseMs, askEveryMs: askAgainMs(leaseMs), redialMs: configs[0]!.link.reconnect_min_ms, failoverMs: sharedNowMs() - killedAt };
   } finally {
     for (const replica of replicas) replica.stop();
     await partner?.stop().catch(() => undefined);

@@ -2,14 +2,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cryptoReady, generateIdentityPem } from '../crypto/index.js';
 import { openRedis, readReplicaState } from '../gateways/redis/index.js';
 import { createLogger, parseConfig, TrellisNode, type NodeConfig } from '../router/index.js';
 import { openStore, type EventStore } from '../store/index.js';
 import { createdDraft, newChat, type TestChat } from './support/devices.js';
-import { freshDatabase, postgresUnavailable, REDIS_TEST_URL, redisUnavailable, skipWithout } from './support/engines.js';
+import { freshDatabase, postgresUnavailable, REDIS_TEST_URL, redisUnavailable, skipWithout, withClient } from './support/engines.js';
 import { FAST_LINK, freePort, LogCapture, postMessages, waitFor } from './support/federation.js';
 import { Replica } from '../bench/replica-process.js';
 
@@ -61,13 +60,7 @@ class ReplicatedServer {
 
   /** X's database as SQL sees it (transaction ids, which the store's interface does not show). */
   async query<Row>(sql: string, params: unknown[]): Promise<Row[]> {
-    const client = new pg.Client({ connectionString: this.database.url });
-    await client.connect();
-    try {
-      return (await client.query(sql, params)).rows as Row[];
-    } finally {
-      await client.end();
-    }
+    return withClient(this.database.url, async (client) => (await client.query(sql, params)).rows as Row[]);
   }
 
   get pId(): string {

@@ -12,11 +12,8 @@ export class RedisUnavailable extends Error {
   }
 }
 
-/** The URL as an operator may read it: the password never appears (the same rule as the store's). */
-export const redactRedisUrl = redactUrl;
-
 function explain(url: string, error: (Error & { code?: string }) | undefined): string {
-  const where = `Redis at ${redactRedisUrl(url)}`;
+  const where = `Redis at ${redactUrl(url)}`;
   switch (error?.code) {
     case 'ECONNREFUSED':
       return `${where}: connection refused; check that Redis runs there and the host and port are right`;
@@ -34,7 +31,7 @@ function explain(url: string, error: (Error & { code?: string }) | undefined): s
  * retried by ioredis (commands fail fast meanwhile), so a node keeps serving its links.
  */
 export async function openRedis(url: string): Promise<Redis> {
-  if (!/^rediss?:\/\//.test(url)) throw new RedisUnavailable(`${redactRedisUrl(url)} is not a Redis URL: write redis://host:6379`);
+  if (!/^rediss?:\/\//.test(url)) throw new RedisUnavailable(`${redactUrl(url)} is not a Redis URL: write redis://host:6379`);
   let lastError: (Error & { code?: string }) | undefined;
   const redis = new Redis(url, {
     lazyConnect: true,

@@ -1,12 +1,13 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { ConfigError, replicationOf, storeLocation, type NodeConfig, type TrellisNode } from '../../router/index.js';
-import { openRedis, redactRedisUrl } from './connection.js';
+import { redactUrl } from '../../store/index.js';
+import { openRedis } from './connection.js';
 import { RedisLinkLeases } from './leases.js';
 import type { ReplicaView } from '../../proto/gen/trellis/v1/admin.js';
 import { readReplicaState, ReplicaState } from './replica-state.js';
 
-export { openRedis, redactRedisUrl, RedisUnavailable } from './connection.js';
+export { openRedis, RedisUnavailable } from './connection.js';
 export { RedisLinkLeases, keyPrefix } from './leases.js';
 export { ReplicaState, readReplicaState, type ReplicaPresence, type SharedLinkStatus } from './replica-state.js';
 
@@ -37,7 +38,7 @@ export async function openReplication(config: NodeConfig, env: NodeJS.ProcessEnv
   let state: ReplicaState | undefined;
   return {
     leases,
-    description: `Redis at ${redactRedisUrl(replication.redisUrl)}, replica ${replicaId}, leases of ${replication.leaseMs} ms`,
+    description: `Redis at ${redactUrl(replication.redisUrl)}, replica ${replicaId}, leases of ${replication.leaseMs} ms`,
     attach: (node) => (state = new ReplicaState(redis, node, replicaId, replication.leaseMs)),
     replicas: async () =>
       (await readReplicaState(redis, config.server.id)).replicas.map((replica) => ({ replicaId: replica.replica, pid: replica.pid, startedAt: replica.startedAt, peerIds: replica.links })),

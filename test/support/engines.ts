@@ -12,18 +12,23 @@ import { openStore, type EventStore } from '../../store/index.js';
  */
 export const POSTGRES_TEST_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-/** Why PostgreSQL cannot be used here, or undefined when it can. */
-export async function postgresUnavailable(url = POSTGRES_TEST_URL): Promise<string | undefined> {
+/** Runs `work` on a connection of its own to `url`, closed after. */
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
   try {
     await client.connect();
-    await client.query('select 1');
-    return undefined;
-  } catch (error) {
-    return `PostgreSQL at ${url} is not reachable (${(error as Error).message})`;
+    return await work(client);
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** Why PostgreSQL cannot be used here, or undefined when it can. */
+export async function postgresUnavailable(url = POSTGRES_TEST_URL): Promise<string | undefined> {
+  return withClient(url, (client) => client.query('select 1')).then(
+    () => undefined,
+    (error: Error) => `PostgreSQL at ${url} is not reachable (${error.message})`,
+  );
 }
 
 /**
@@ -111,13 +116,9 @@ export function postgresEngine(url = POSTGRES_TEST_URL): TestEngine {
 
 export async function dropSchemas(url: string, schemas: readonly string[]): Promise<void> {
   if (schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
+  await withClient(url, async (client) => {
     for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 let databaseCount = 0;
@@ -125,15 +126,7 @@ let databaseCount = 0;
 /** A database of its own on the test server (what separate servers or replicas of one server are given), and how to drop it. */
 export async function freshDatabase(url = POSTGRES_TEST_URL): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `trellis_test_${process.pid}_${Date.now().toString(36)}_${(databaseCount++).toString(36)}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const admin = (sql: string) => withClient(url, (client) => client.query(sql)).then(() => undefined);
   await admin(`create database ${name}`);
   const at = new URL(url);
   at.pathname = `/${name}`;
