@@ -170,36 +170,24 @@ export class Outbound {
     const wanted = async (event: StoredEvent) => (await this.servedBy(event, peerId)).length > 0;
     const recent = await this.tail?.after(after, limit, wanted);
     if (recent) return { events: recent.events, scannedTo: recent.scannedTo };
+    // Everything up to here was committed before the query, so the query sees all of it: our
+    // own appends, or (replicas) the store's newest seq, since the write lock makes every
+    // lower seq committed too (event-store.ts).
+    const appendedBefore = this.deps.replicated ? await this.deps.store.lastLocalSeq() : this.lastAppended;
     const servers = [...new Set([peerId, ...this.deps.routes.destinationsVia(peerId)])];
-    if (this.deps.replicated) return this.readReplicated(peerId, servers, after, limit);
-    // Everything up to here was committed before the query, so the query sees all of it.
-    const appendedBefore = this.lastAppended;
     const read = await this.deps.store.outboundEvents(this.deps.selfId, servers, after, limit);
-    // What committed but has not been observed yet is judged next time, with the member lists it brings.
+    // What committed since is judged next time, with the member lists it brings.
     const candidates = read.filter((event) => event.localSeq <= appendedBefore);
     const events: StoredEvent[] = [];
-    for (const event of candidates) if (await wanted(event)) events.push(event);
+    for (const event of candidates) {
+      // Replicas: another process may have appended a membership event; it is observed before what follows it is judged.
+      if (this.deps.replicated) this.observeMembers(event);
+      if (await wanted(event)) events.push(event);
+    }
     const scannedTo = read.length < limit ? Math.max(appendedBefore, after) : (candidates.at(-1)?.localSeq ?? after);
     return { events, scannedTo };
   }
 
-  /**
-   * Replicas: a read sees what every replica committed, a prefix of local seqs. Membership
-   * events in it are observed here (another replica may have appended them) before the
-   * events after them are judged.
-   */
-  private async readReplicated(peerId: string, servers: readonly string[], after: number, limit: number): Promise<{ events: StoredEvent[]; scannedTo: number }> {
-    // Read first: every seq up to it was committed before the query (the write lock), so the query sees all of them.
-    const committed = await this.deps.store.lastLocalSeq();
-    const read = await this.deps.store.outboundEvents(this.deps.selfId, servers, after, limit);
-    const events: StoredEvent[] = [];
-    for (const event of read) {
-      this.observeMembers(event);
-      if ((await this.servedBy(event, peerId)).length > 0) events.push(event);
-    }
-    const scannedTo = read.length < limit ? Math.max(committed, after) : (read.at(-1)?.localSeq ?? after);
-    return { events, scannedTo };
-  }
 
   /**
    * The destinations of an event whose route runs through `peerId`: for our own events,
