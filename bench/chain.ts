@@ -15,14 +15,14 @@ import { generateIdentityPem } from '../crypto/index.js';
 import { createLogger, parseConfig, TrellisNode } from '../router/index.js';
 import { cpuMs } from './cpu.js';
 import { pgliteBench, type BenchEngine, type EngineName } from './engines.js';
-import type { FromPeer, ToPeer } from './peer-messages.js';
+import type { AppendReport, FromPeer, ToPeer } from './peer-messages.js';
 
 /** Opening both stores (PGlite start and migrations) and the handshake fit in this. */
 export const PAIR_START_LIMIT_MS = 60_000;
 /** A peer that has not exited this long after being told to stop is killed. */
 export const PEER_STOP_LIMIT_MS = 10_000;
 
-export type AppendReport = Extract<FromPeer, { type: 'appended' }>;
+export type { AppendReport };
 
 export type Hops = 1 | 3;
 
@@ -112,7 +112,7 @@ export class PeerProcess {
         if (message.type === 'ready') resolve(message.port);
         else if (message.type === 'failed') reject(new Error(`bench peer: ${message.message}`));
         else if (message.type === 'cpu') this.usageAnswers.shift()?.(message);
-        else this.listeners.forEach((listener) => listener(message));
+        else for (const report of message.reports) this.listeners.forEach((listener) => listener(report));
       });
       this.child.once('exit', (code, signal) => reject(new Error(`bench peer exited (${signal ?? code})`)));
     });

@@ -8,12 +8,21 @@
 export type ToPeer = { type: 'start'; config: unknown; report: boolean } | { type: 'cpu' } | { type: 'stop' };
 
 /**
- * Peer → parent. An 'appended' report names every event of the origin's that one
- * durable append stored, by chat and chain seq: within one chat a seq names one event
- * of the origin, and numbers are far cheaper to send than 32-byte ids.
+ * One durable append at the peer: when, and every event of the origin's it stored, by chat
+ * and chain seq (within one chat a seq names one event of the origin, and numbers are far
+ * cheaper to send than 32-byte ids).
+ */
+export interface AppendReport {
+  atMs: number;
+  chats: Array<{ chatId: string; seqs: number[] }>;
+}
+
+/**
+ * Peer → parent. Appends are reported in batches (see link-peer.ts): each carries its own
+ * time, so batching delays only the parent's reading, never a measured latency.
  */
 export type FromPeer =
   | { type: 'ready'; port: number }
-  | { type: 'appended'; atMs: number; chats: Array<{ chatId: string; seqs: number[] }> }
+  | { type: 'appended'; reports: AppendReport[] }
   | { type: 'cpu'; cpuMs: number; rssBytes: number }
   | { type: 'failed'; message: string };

@@ -66,6 +66,28 @@ function groupByChain(events: readonly CarriedEvent[]): CarriedEvent[][] {
   return [...runs.values()];
 }
 
+/**
+ * Runs in arrival order with each run that continues an earlier one of its chain (the
+ * next seq, linked by `prev`) appended to it; any other run of a chain stays apart.
+ */
+function joinFollowingRuns(runs: readonly CarriedEvent[][]): CarriedEvent[][] {
+  const joined: CarriedEvent[][] = [];
+  const latest = new Map<string, CarriedEvent[]>();
+  for (const run of runs) {
+    const key = chainKey(run[0]!.chatId, run[0]!.origin);
+    const before = latest.get(key);
+    const last = before?.at(-1);
+    if (before && last && run[0]!.seq === last.seq + 1 && run[0]!.prev.equals(last.id)) {
+      before.push(...run);
+      continue;
+    }
+    const copy = [...run];
+    joined.push(copy);
+    latest.set(key, copy);
+  }
+  return joined;
+}
+
 /** Events that follow `head` without a break, from the front of a seq-ordered list. */
 function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, events: readonly CarriedEvent[]): CarriedEvent[] {
   const out: CarriedEvent[] = [];
@@ -144,20 +166,33 @@ export class Inbound {
   }
 
   async accept(peerId: string, events: readonly CarriedEvent[], cursor?: Cursor): Promise<InboundOutcome> {
+    return this.acceptFrames(peerId, [events], cursor);
+  }
+
+  /**
+   * Several frames of one peer, in the order received, stored in one transaction with the
+   * cursor of the last: what a link read while it was storing the frames before them.
+   * Each frame's runs are checked on their own, as each ends at a signature of its own;
+   * a chain's runs that follow each other across frames are then placed as one.
+   */
+  async acceptFrames(peerId: string, frames: ReadonlyArray<readonly CarriedEvent[]>, cursor?: Cursor): Promise<InboundOutcome> {
     const outcome = emptyOutcome();
     const authentic: CarriedEvent[][] = [];
     const unverified: CarriedEvent[][] = [];
-    for (const run of groupByChain(events)) {
-      try {
-        const key = await this.deps.originKey(run[0]!.origin);
-        if (key) authentic.push(this.withinClockBound(checkRun(run, key), outcome));
-        else unverified.push(run.map((event) => (checkEventShape(event), event)));
-      } catch (error) {
-        if (!(error instanceof EventError)) throw error;
-        outcome.refused.push(error);
+    for (const events of frames) {
+      for (const run of groupByChain(events)) {
+        try {
+          const key = await this.deps.originKey(run[0]!.origin);
+          if (key) authentic.push(this.withinClockBound(checkRun(run, key), outcome));
+          else unverified.push(run.map((event) => (checkEventShape(event), event)));
+        } catch (error) {
+          if (!(error instanceof EventError)) throw error;
+          outcome.refused.push(error);
+        }
       }
     }
-    await this.deps.serial.run(() => this.place(authentic.filter((run) => run.length > 0), peerId, outcome, cursor, [], unverified));
+    const runs = joinFollowingRuns(authentic.filter((run) => run.length > 0));
+    await this.deps.serial.run(() => this.place(runs, peerId, outcome, cursor, [], unverified));
     await this.journal(peerId, outcome);
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
     if (outcome.reforwarded.length > 0) this.deps.onReforwarded(outcome.reforwarded);
@@ -237,15 +272,24 @@ export class Inbound {
       const stage = new Stage();
       for (const run of unchecked) this.hold(run, peerId, (await this.deps.heads.get(run[0]!.chatId, run[0]!.origin))?.seq ?? 0, stage, outcome);
       unchecked = [];
-      for (const run of pending) await this.placeRun(run, peerId, stage, outcome);
+      // A chain's second run in one round waits for the next: it is judged against the head the first one moves.
+      const placed = new Set<string>();
+      for (const run of pending) {
+        const key = chainKey(run[0]!.chatId, run[0]!.origin);
+        if (placed.has(key)) stage.deferred.push(run);
+        else await this.placeRun(run, peerId, stage, outcome);
+        placed.add(key);
+      }
       for (const run of await this.releasable(candidates, stage, outcome)) {
         const refusedBefore = outcome.refused.length;
         await this.placeRun(run, peerId, stage, outcome);
         // Held events refused on release can never be placed: they leave the held set.
         if (outcome.refused.length > refusedBefore) stage.dropUpto.set(chainKey(run[0]!.chatId, run[0]!.origin), run.at(-1)!.seq);
       }
-      await this.commit(stage, outcome, cursorLeft, this.deps.fenceOf(peerId));
-      cursorLeft = undefined;
+      // The cursor goes with the round that places the last of the frames' events: a crash between rounds resends the rest.
+      const cursorNow = stage.deferred.length === 0 ? cursorLeft : undefined;
+      await this.commit(stage, outcome, cursorNow, this.deps.fenceOf(peerId));
+      if (cursorNow) cursorLeft = undefined;
       pending = stage.deferred;
       candidates = [...stage.touched.values()];
     }

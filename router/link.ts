@@ -64,6 +64,25 @@ export interface LinkEnd {
 
 /** Backfill requests remembered per link so one is not asked twice; past it the memory starts over. */
 const BACKFILLS_REMEMBERED_MAX = 10_000;
+/**
+ * Frames read and not yet handled. Past it the link stops reading, and the stream's flow
+ * control holds the peer back; a peer within its window (at most 64 batches) never gets there.
+ */
+export const INBOX_FRAMES_MAX = 128;
+/** Events of the batches stored together in one transaction, at most: what one batch may hold. */
+export const STORED_TOGETHER_EVENTS_MAX = BATCH_EVENTS_MAX;
+
+type BatchFrame = Frame & { kind: { $case: 'batch'; value: EventBatch } };
+const isBatch = (frame: Frame): frame is BatchFrame => frame.kind?.$case === 'batch';
+
+/** A frame's own limits, checked as it is read: a batch too large or without a link sequence ends the link. */
+function checkedFrame(frame: Frame): Frame {
+  if (!isBatch(frame)) return frame;
+  const batch = frame.kind.value;
+  if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
+  if (batch.lastLinkSeq < 1) throw new LinkFailure('unexpected-frame', 'batch without a link sequence');
+  return frame;
+}
 
 /**
  * One live trust link after its handshake: sends this node's events from where the
@@ -89,6 +108,11 @@ export class LinkSession {
   private handling: Promise<void> = Promise.resolve();
   /** True while a received frame is being stored: the peer is not silent, we are busy. */
   private busy = false;
+  /** Frames read and waiting to be handled, in order (acks and heartbeats are handled as they are read). */
+  private readonly inbox: Frame[] = [];
+  private readonly inboxChanged = new Notifier();
+  /** The peer ended its side of the stream: once the inbox is handled, the link ends. */
+  private peerEnded = false;
   private lastHeardAt: number;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -136,6 +160,7 @@ export class LinkSession {
     this.heartbeat = setInterval(() => this.beat(interval * deadAfter), interval);
     this.heartbeat.unref();
     void this.receiveLoop();
+    void this.handleLoop();
     void this.greetThenSend();
     void this.deps.inbound
       .openRequests(this.peerId)
@@ -229,40 +254,85 @@ export class LinkSession {
     this.channel.send({ kind: { $case: 'heartbeat', value: { sentAtMs: this.deps.now() } } }).catch(() => undefined);
   }
 
+  /**
+   * Reads frames as they come, while earlier ones are being stored: batches that arrive
+   * during a commit are then stored together in the next (handleLoop). Acks and
+   * heartbeats need no store, so they are handled at once, never behind a commit.
+   */
   private async receiveLoop(): Promise<void> {
     try {
       for (;;) {
+        if (this.inbox.length >= INBOX_FRAMES_MAX) {
+          await this.inboxChanged.changedSince(this.inboxChanged.version);
+          if (this.end) return;
+          continue;
+        }
         const frame = await this.channel.next();
         if (this.end) return;
-        if (!frame) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
-        this.lastHeardAt = this.deps.now();
-        this.stats.framesReceived += 1;
-        this.busy = true;
-        this.handling = this.onFrame(frame);
-        try {
-          await this.handling;
-        } finally {
-          this.busy = false;
-          this.lastHeardAt = this.deps.now();
-        }
+        if (frame) this.lastHeardAt = this.deps.now();
+        if (frame) this.stats.framesReceived += 1;
+        if (!frame) this.peerEnded = true;
+        else if (frame.kind?.$case === 'ack') this.onAck(frame.kind.value.linkSeq);
+        else if (frame.kind?.$case !== 'heartbeat') this.inbox.push(checkedFrame(frame));
+        this.inboxChanged.notify();
+        if (!frame) return;
       }
     } catch (error) {
-      if (this.end) return;
-      if (error instanceof LinkFailure) return this.fail(error);
-      this.finishWith({ code: 'stream-error', message: (error as Error).message });
-      this.channel.abort();
+      this.failFrom(error);
     }
+  }
+
+  /** Handles the inbox in order: a run of batches in one store transaction, any other frame alone. */
+  private async handleLoop(): Promise<void> {
+    while (!this.end) {
+      const version = this.inboxChanged.version;
+      if (this.inbox.length === 0) {
+        if (this.peerEnded) return this.finishWith({ code: 'stream-ended', message: 'the peer ended the stream' });
+        await this.inboxChanged.changedSince(version);
+        continue;
+      }
+      const batches = this.takeBatches();
+      const frame = batches.length === 0 ? this.inbox.shift()! : undefined;
+      this.inboxChanged.notify();
+      this.busy = true;
+      this.handling = frame ? this.onFrame(frame) : this.onBatches(batches);
+      try {
+        await this.handling;
+      } catch (error) {
+        return this.failFrom(error);
+      } finally {
+        this.busy = false;
+        this.lastHeardAt = this.deps.now();
+      }
+    }
+  }
+
+  /** The batches at the front of the inbox, as many as one transaction stores. */
+  private takeBatches(): EventBatch[] {
+    const batches: EventBatch[] = [];
+    let events = 0;
+    for (const frame of this.inbox) {
+      if (!isBatch(frame)) break;
+      const next = frame.kind.value;
+      if (batches.length > 0 && events + next.events.length > STORED_TOGETHER_EVENTS_MAX) break;
+      batches.push(next);
+      events += next.events.length;
+    }
+    this.inbox.splice(0, batches.length);
+    return batches;
+  }
+
+  /** A read or a frame's handling failed: a protocol violation is told to the peer, anything else drops the stream. */
+  private failFrom(error: unknown): void {
+    if (this.end) return;
+    if (error instanceof LinkFailure) return this.fail(error);
+    this.finishWith({ code: 'stream-error', message: (error as Error).message });
+    this.channel.abort();
   }
 
   private async onFrame(frame: Frame): Promise<void> {
     const kind = frame.kind;
     switch (kind?.$case) {
-      case 'batch':
-        return this.onBatch(kind.value);
-      case 'ack':
-        return this.onAck(kind.value.linkSeq);
-      case 'heartbeat':
-        return;
       case 'backfillRequest':
         return this.onBackfillRequest(kind.value);
       case 'backfillAnswer':
@@ -278,13 +348,13 @@ export class LinkSession {
     }
   }
 
-  private async onBatch(batch: EventBatch): Promise<void> {
-    if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);
-    if (batch.lastLinkSeq < 1) throw new LinkFailure('unexpected-frame', 'batch without a link sequence');
-    for (const event of batch.events) this.stats.bodyBytesReceived += event.body.length;
-    const outcome = await this.deps.inbound.accept(this.peerId, this.carried(batch.events, batch.forwards), { peerId: this.peerId, linkSeq: batch.lastLinkSeq });
+  /** Stores batches read one after another in one transaction, then acknowledges each, in order. */
+  private async onBatches(batches: readonly EventBatch[]): Promise<void> {
+    for (const batch of batches) for (const event of batch.events) this.stats.bodyBytesReceived += event.body.length;
+    const frames = batches.map((batch) => this.carried(batch.events, batch.forwards));
+    const outcome = await this.deps.inbound.acceptFrames(this.peerId, frames, { peerId: this.peerId, linkSeq: batches.at(-1)!.lastLinkSeq });
     await this.report(outcome);
-    await this.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
+    for (const batch of batches) await this.send({ kind: { $case: 'ack', value: { linkSeq: batch.lastLinkSeq } } });
   }
 
   /** A transit keeps what the peer asks it to pass on; any other node stores the events for itself alone. */
