@@ -16,6 +16,7 @@ import { createLogger, parseConfig, TrellisNode } from '../router/index.js';
 import { cpuMs } from './cpu.js';
 import { pgliteBench, type BenchEngine, type EngineName } from './engines.js';
 import type { AppendReport, FromPeer, ToPeer } from './peer-messages.js';
+import { openTimedStore, type AppendTime } from './store-timer.js';
 
 /** Opening both stores (PGlite start and migrations) and the handshake fit in this. */
 export const PAIR_START_LIMIT_MS = 60_000;
@@ -25,6 +26,17 @@ export const PEER_STOP_LIMIT_MS = 10_000;
 export type { AppendReport };
 
 export type Hops = 1 | 3;
+
+/** CPU time each process has used so far, in ms (the transits' together), and the origin's and destination's time in store appends. */
+export interface ChainUsage {
+  origin: number;
+  peer: number;
+  transits: number;
+  originStore: AppendTime;
+  peerStore: AppendTime;
+}
+
+type PeerUsage = Extract<FromPeer, { type: 'cpu' }>;
 
 export interface LinkedChain {
   readonly origin: TrellisNode;
@@ -37,7 +49,7 @@ export interface LinkedChain {
   /** Called with every durable append of the origin's events at the destination. */
   onPeerAppended(listener: (report: AppendReport) => void): void;
   /** CPU time each process has used so far, in ms: the origin's, the destination's, and the transits' together. */
-  cpuMs(): Promise<{ origin: number; peer: number; transits: number }>;
+  cpuMs(): Promise<ChainUsage>;
   /** Resident memory of each process now, in bytes: the origin's (with the bench), the destination's, each transit's. */
   rssBytes(): Promise<{ origin: number; peer: number; transits: number[] }>;
   stop(): Promise<void>;
@@ -99,7 +111,7 @@ export class PeerProcess {
   readonly child: ChildProcess;
   private stopping = false;
   private readonly listeners: Array<(report: AppendReport) => void> = [];
-  private readonly usageAnswers: Array<(usage: { cpuMs: number; rssBytes: number }) => void> = [];
+  private readonly usageAnswers: Array<(usage: PeerUsage) => void> = [];
   readonly ready: Promise<number>;
 
   constructor(config: unknown, report: boolean) {
@@ -137,8 +149,8 @@ export class PeerProcess {
   }
 
   /** CPU time used so far and resident memory now. */
-  usage(): Promise<{ cpuMs: number; rssBytes: number }> {
-    const answer = new Promise<{ cpuMs: number; rssBytes: number }>((resolve) => this.usageAnswers.push(resolve));
+  usage(): Promise<PeerUsage> {
+    const answer = new Promise<PeerUsage>((resolve) => this.usageAnswers.push(resolve));
     this.send({ type: 'cpu' });
     return withinLimit('peer cpu time', PEER_STOP_LIMIT_MS, answer);
   }
@@ -170,6 +182,7 @@ export async function startChain(dir: string, hops: Hops, engine: BenchEngine = 
   const destination: Server = { id: randomUUID(), name: 'destination', kind: 'CTS' };
   const children: PeerProcess[] = [];
   let originNode: TrellisNode | undefined;
+  let originStoreTime: AppendTime = { ms: 0, appends: 0 };
   let firstHop: Server;
   let peer: PeerProcess;
   /** In path order: the origin's next hop first. */
@@ -198,7 +211,10 @@ export async function startChain(dir: string, hops: Hops, engine: BenchEngine = 
       originDocument = nodeDocument(dir, origin, await store(origin), [{ peer: ets, pairing: originEts, endpoint: endpointOf(etsPort), upstream: true }]);
       firstHop = ets;
     }
-    originNode = await TrellisNode.start(parseConfig(originDocument, 'bench origin'), { logger: createLogger('silent') });
+    const originConfig = parseConfig(originDocument, 'bench origin');
+    const timed = await openTimedStore(originConfig);
+    originStoreTime = timed.time;
+    originNode = await TrellisNode.start(originConfig, { store: timed.store, logger: createLogger('silent') });
     await withinLimit('route to the destination', PAIR_START_LIMIT_MS, untilRouted(originNode, destination.id, firstHop.id));
   } catch (error) {
     await originNode?.stop().catch(() => undefined);
@@ -216,7 +232,13 @@ export async function startChain(dir: string, hops: Hops, engine: BenchEngine = 
     onPeerAppended: (listener) => peer.onAppended(listener),
     cpuMs: async () => {
       const [peerUsage, ...transitUsage] = await Promise.all([peer, ...transits].map((child) => child.usage()));
-      return { origin: cpuMs(), peer: peerUsage!.cpuMs, transits: transitUsage.reduce((sum, usage) => sum + usage.cpuMs, 0) };
+      return {
+        origin: cpuMs(),
+        peer: peerUsage!.cpuMs,
+        transits: transitUsage.reduce((sum, usage) => sum + usage.cpuMs, 0),
+        originStore: { ...originStoreTime },
+        peerStore: peerUsage!.store,
+      };
     },
     rssBytes: async () => {
       const [peerUsage, ...transitUsage] = await Promise.all([peer, ...transits].map((child) => child.usage()));

@@ -11,6 +11,7 @@ import { percentile, sharedNowMs } from './clock.js';
 import { machineBusyMs } from './cpu.js';
 import type { AppendReport, Hops, LinkedChain } from './chain.js';
 import type { EngineName } from './engines.js';
+import type { AppendTime } from './store-timer.js';
 
 export interface CaseSpec {
   name: string;
@@ -51,6 +52,11 @@ export interface CaseResult {
   peerBusy: number;
   /** The transits' processes together (0 for one hop). */
   transitsBusy: number;
+  /** Share of the run the origin and the destination spent inside their store's appends, and the mean time of one (see store-timer.ts). */
+  originInStore: number;
+  originAppendMs: number;
+  peerInStore: number;
+  peerAppendMs: number;
   /** Cores' worth of CPU other processes on the machine used meanwhile (undefined without /proc/stat): above ~0.1 the figures are low. */
   otherBusy: number | undefined;
 }
@@ -211,6 +217,8 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
   const runMs = lastArrivalMs - offered.firstPostMs;
   const busy = (before: number, after: number) => (after - before) / runMs;
   const processes = (cpu: { origin: number; peer: number; transits: number }) => cpu.origin + cpu.peer + cpu.transits;
+  const inStore = (before: AppendTime, after: AppendTime) => ({ share: (after.ms - before.ms) / runMs, meanMs: (after.ms - before.ms) / Math.max(1, after.appends - before.appends) });
+  const [originStore, peerStore] = [inStore(cpuBefore.originStore, cpuAfter.originStore), inStore(cpuBefore.peerStore, cpuAfter.peerStore)];
   return {
     name: spec.name,
     hops: pair.hops,
@@ -230,6 +238,10 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
     originBusy: busy(cpuBefore.origin, cpuAfter.origin),
     peerBusy: busy(cpuBefore.peer, cpuAfter.peer),
     transitsBusy: busy(cpuBefore.transits, cpuAfter.transits),
+    originInStore: originStore.share,
+    originAppendMs: originStore.meanMs,
+    peerInStore: peerStore.share,
+    peerAppendMs: peerStore.meanMs,
     otherBusy:
       cpuBefore.machine === undefined || cpuAfter.machine === undefined
         ? undefined

@@ -10,6 +10,7 @@ import type { StoredEvent } from '../store/index.js';
 import { sharedNowMs } from './clock.js';
 import { cpuMs } from './cpu.js';
 import type { AppendReport, FromPeer, ToPeer } from './peer-messages.js';
+import { openTimedStore, type AppendTime } from './store-timer.js';
 
 /** A peer that cannot stop cleanly in this time exits anyway. */
 const STOP_LIMIT_MS = 5_000;
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
   await cryptoReady();
   let node: TrellisNode | undefined;
   const reports = new ReportBatcher();
+  let storeTime: AppendTime = { ms: 0, appends: 0 };
   // The parent going away (even killed) closes the IPC channel: never outlive it.
   process.once('disconnect', () => exitAfterStopping(node, 0));
   process.on('message', (message: ToPeer) => {
@@ -77,12 +79,15 @@ async function main(): Promise<void> {
       const usedMs = cpuMs();
       // Memory after a full collection, so the figure is what the process holds, not garbage not yet collected.
       (globalThis as { gc?: () => void }).gc?.();
-      send({ type: 'cpu', cpuMs: usedMs, rssBytes: process.memoryUsage.rss() });
+      send({ type: 'cpu', cpuMs: usedMs, rssBytes: process.memoryUsage.rss(), store: { ...storeTime } });
     }
   });
   const start = await new Promise<ToPeer>((resolve) => process.once('message', resolve));
   if (start.type !== 'start') return;
-  node = await TrellisNode.start(parseConfig(start.config, 'bench peer'), { logger: createLogger('silent') });
+  const config = parseConfig(start.config, 'bench peer');
+  const { store, time } = await openTimedStore(config);
+  storeTime = time;
+  node = await TrellisNode.start(config, { store, logger: createLogger('silent') });
   const started = node;
   if (start.report) {
     started.on('appended', (events: StoredEvent[]) => {

@@ -1,3 +1,5 @@
+import type { AppendTime } from './store-timer.js';
+
 /** What the bench parent and its peer process say to each other over the fork IPC channel. */
 
 /**
@@ -24,5 +26,5 @@ export interface AppendReport {
 export type FromPeer =
   | { type: 'ready'; port: number }
   | { type: 'appended'; reports: AppendReport[] }
-  | { type: 'cpu'; cpuMs: number; rssBytes: number }
+  | { type: 'cpu'; cpuMs: number; rssBytes: number; store: AppendTime }
   | { type: 'failed'; message: string };

@@ -131,6 +131,8 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   const body = size(result.bodyBytes);
   const busy = [result.originBusy, result.transitsBusy, result.peerBusy, result.otherBusy].map((share) => (share === undefined ? '?' : percent(share))).join(' / ');
   const batching = `${result.eventsPerCommit.toFixed(1)} ev/commit, ${result.eventsPerFrame.toFixed(1)} ev/frame`;
+  // Measured inside the running nodes: on PGlite the node's thread does nothing else meanwhile.
+  const inStore = `in store appends: origin ${percent(result.originInStore)} of the run at ${ms(result.originAppendMs)} ms each, destination ${percent(result.peerInStore)} at ${ms(result.peerAppendMs)} ms`;
   const target = TARGETS[result.hops];
   const hops = `${result.hops === 1 ? 'one hop' : `${result.hops} hops`}${result.engine === 'PGlite' ? '' : ` on ${result.engine}`}`;
   if (result.ratePerS) {
@@ -139,7 +141,7 @@ function caseRows(result: CaseResult, report: Report): Row[] {
     const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the links carried only ${count(result.eventsPerS)}/s` : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, `p99 < ${target.p99Ms} ms`, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms`, durable],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone; ${inStore}`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -149,7 +151,7 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   return [
     [`${hops}: throughput, ${body}`, `${count(result.eventsPerS)} ev/s`, result.bodyBytes <= 512 ? wanted : '', busy,
       `${limiter(result)}; ${percent(share)} of the store's append ceiling (${count(bounds.appendRowsPerS)} rows/s)`, durable],
-    [`  durable at the origin`, `${count(result.originPerS)} ev/s`, '', '', `group commit, ${batching}`, durable],
+    [`  durable at the origin`, `${count(result.originPerS)} ev/s`, '', '', `group commit, ${batching}; ${inStore}`, durable],
     [`  latency p50 / p99 at full load`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, '', '',
       backlog ? `backlog: the origin took ${count(result.originPerS)}/s, the link carried ${count(result.eventsPerS)}/s` : `queueing of ${result.inFlightMax} posts in flight`,
       durable],
