@@ -77,8 +77,8 @@ function joinFollowingRuns(runs: readonly CarriedEvent[][]): CarriedEvent[][] {
     const key = chainKey(run[0]!.chatId, run[0]!.origin);
     const before = latest.get(key);
     const last = before?.at(-1);
-    if (before && last && run[0]!.seq === last.seq + 1 && run[0]!.prev.equals(last.id)) {
-      before.push(...run);
+    if (last && run[0]!.seq === last.seq + 1 && run[0]!.prev.equals(last.id)) {
+      before!.push(...run);
       continue;
     }
     const copy = [...run];

@@ -269,13 +269,16 @@ export class LinkSession {
         }
         const frame = await this.channel.next();
         if (this.end) return;
-        if (frame) this.lastHeardAt = this.deps.now();
-        if (frame) this.stats.framesReceived += 1;
-        if (!frame) this.peerEnded = true;
-        else if (frame.kind?.$case === 'ack') this.onAck(frame.kind.value.linkSeq);
+        if (!frame) {
+          this.peerEnded = true;
+          this.inboxChanged.notify();
+          return;
+        }
+        this.lastHeardAt = this.deps.now();
+        this.stats.framesReceived += 1;
+        if (frame.kind?.$case === 'ack') this.onAck(frame.kind.value.linkSeq);
         else if (frame.kind?.$case !== 'heartbeat') this.inbox.push(checkedFrame(frame));
         this.inboxChanged.notify();
-        if (!frame) return;
       }
     } catch (error) {
       this.failFrom(error);
