@@ -19,6 +19,15 @@ const DIALS_IN_FLIGHT = 8;
 /** How long the RTS is left with every link up before its memory is read. */
 const SETTLE_MS = 3_000;
 const HEARTBEAT_EVERY_MS = 1_000;
+/**
+ * A reading of the RTS's memory counts once two in a row, a second apart, differ by less
+ * than this: right after start its RSS can still fall by hundreds of MiB (seen: 773 MiB
+ * with a tenth of the links, 611 MiB with all of them), and a single reading then gives a
+ * negative cost per link.
+ */
+const RSS_STEADY_BYTES = 2 * 1024 ** 2;
+const RSS_READINGS_MAX = 30;
+const RSS_READING_EVERY_MS = 1_000;
 
 export interface IdleLinksResult {
   links: number;
@@ -66,6 +75,18 @@ async function dial(endpoint: string, rtsId: string, dialler: Dialler): Promise<
   return { channel, client };
 }
 
+/** The RTS's resident memory once it holds steady (see RSS_STEADY_BYTES); the last reading if it never does. */
+async function steadyRss(rts: PeerProcess): Promise<number> {
+  let last = (await rts.usage()).rssBytes;
+  for (let reading = 1; reading < RSS_READINGS_MAX; reading++) {
+    await sleep(RSS_READING_EVERY_MS);
+    const now = (await rts.usage()).rssBytes;
+    if (Math.abs(now - last) < RSS_STEADY_BYTES) return now;
+    last = now;
+  }
+  return last;
+}
+
 export async function measureIdleLinks(dir: string, count: number): Promise<IdleLinksResult> {
   mkdirSync(dir, { recursive: true });
   const rtsId = randomUUID();
@@ -92,12 +113,12 @@ export async function measureIdleLinks(dir: string, count: number): Promise<Idle
     const baselineLinks = Math.ceil(count / 10);
     await dialUpTo(baselineLinks);
     await sleep(SETTLE_MS);
-    const rssBaselineBytes = (await rts.usage()).rssBytes;
+    const rssBaselineBytes = await steadyRss(rts);
     next = baselineLinks;
     await dialUpTo(count);
     const upSeconds = (Date.now() - startedAt - SETTLE_MS) / 1000;
     await sleep(SETTLE_MS);
-    const rssLinkedBytes = (await rts.usage()).rssBytes;
+    const rssLinkedBytes = await steadyRss(rts);
     return { links: count, rssBaselineBytes, rssLinkedBytes, bytesPerLink: (rssLinkedBytes - rssBaselineBytes) / (count - baselineLinks), upSeconds };
   } finally {
     clearInterval(heartbeat);
