@@ -55,6 +55,16 @@ export interface LinkedChain {
   stop(): Promise<void>;
 }
 
+/**
+ * BENCH_CPU_PROFILE_DIR=dir: every server process writes a V8 CPU profile there when it
+ * stops (open it in Chrome DevTools), so where a case spends its time can be read again
+ * from the same command. Profiling slows the servers: figures of such a run are not results.
+ */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROFILE_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 /** Children still running, killed on any exit of this process (an error, Ctrl-C). */
 const running = new Set<ChildProcess>();
 process.once('exit', () => running.forEach((child) => child.kill('SIGKILL')));
@@ -116,7 +126,7 @@ export class PeerProcess {
 
   constructor(config: unknown, report: boolean) {
     // --expose-gc: memory is read after a collection, or startup garbage would count (bench/link-peer.ts).
-    this.child = fork(fileURLToPath(new URL('./link-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });
+    this.child = fork(fileURLToPath(new URL('./link-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc', ...profileArgs()] });
     running.add(this.child);
     this.child.once('exit', () => running.delete(this.child));
     this.ready = new Promise((resolve, reject) => {

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
-import { migrationsFolder, type SqlDriver, type SqlRunner } from './driver.js';
+import { migrationsFolder, type SqlDriver } from './driver.js';
+import { poolDriver, rowTypes } from './pool-driver.js';
 import { StoreError } from './errors.js';
 
 export interface PostgresOptions {
@@ -31,22 +31,6 @@ export function redactUrl(url: string): string {
     return '<a URL that does not parse>';
   }
 }
-
-/**
- * Integers come back as numbers, as PGlite gives them: every bigint the store keeps (local
- * seq, chain seq, hybrid clock) stays below 2^53 by the shape checks. A value past that is
- * refused rather than rounded.
- */
-function bigintAsNumber(text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new StoreError('read-failed', `an integer column holds ${text}, past 2^53`);
-  return value;
-}
-
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 ? bigintAsNumber : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
 
 /** One line that says what failed and what to check, for each way a first connection fails. */
 export function explainConnectError(url: string, error: unknown): string {
@@ -88,21 +72,6 @@ function checkUrl(url: string): void {
     throw new StoreError('open-failed', `${redactUrl(url)} is not a PostgreSQL URL: it must start with postgres://`);
 }
 
-/** The store sends a few dozen distinct statements; past this many, a new text runs unprepared rather than grow every connection. */
-const PREPARED_STATEMENTS_MAX = 256;
-const statementNames = new Map<string, string>();
-
-/**
- * Every statement the store sends is a constant text with parameters, so each is prepared
- * once per connection under a name and then only executed: planning the append's CTE
- * over fifteen arrays cost more server CPU than running it (bench: one hop on PostgreSQL).
- */
-function statementName(text: string): string | undefined {
-  let name = statementNames.get(text);
-  if (!name && statementNames.size < PREPARED_STATEMENTS_MAX) statementNames.set(text, (name = `trellis_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`));
-  return name;
-}
-
 /** PostgreSQL over pg: the same schema, migrations and SQL as the embedded engine. */
 export async function openPostgres(options: PostgresOptions): Promise<SqlDriver> {
   checkUrl(options.url);
@@ -112,7 +81,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlDriver>
     connectionString: options.url,
     max: options.poolSize ?? DEFAULT_POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    types,
+    types: rowTypes,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   // An idle connection that the server drops must not crash the process; the next query reconnects.
@@ -127,31 +96,7 @@ export async function openPostgres(options: PostgresOptions): Promise<SqlDriver>
     if (connecting) throw new StoreError('unreachable', explainConnectError(options.url, error), { cause: error });
     throw new StoreError('migration-failed', `applying the store migrations to ${redactUrl(options.url)} failed: ${(error as Error).message}`, { cause: error });
   }
-  const runner = (target: pg.Pool | pg.PoolClient): SqlRunner => ({
-    query: async <Row>(text: string, params?: unknown[]) => {
-      const name = statementName(text);
-      return (await target.query({ ...(name ? { name } : {}), text, values: params ?? [] })).rows as Row[];
-    },
-  });
-  return {
-    ...runner(pool),
-    transaction: async (work) => {
-      const client = await pool.connect();
-      try {
-        await client.query('begin');
-        const result = await work(runner(client));
-        await client.query('commit');
-        return result;
-      } catch (error) {
-        await client.query('rollback').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
-    },
-    close: () => pool.end(),
-    description: `PostgreSQL at ${redactUrl(options.url)}${options.schema ? ` (schema ${options.schema})` : ''}`,
-  };
+  return poolDriver(pool, `PostgreSQL at ${redactUrl(options.url)}${options.schema ? ` (schema ${options.schema})` : ''}`, () => pool.end());
 }
 
 /**
