@@ -25,6 +25,9 @@ const RETRY_MIN_MS = 100;
 /** How long a replica waits before asking again for a link another one holds, for a lease of `ttlMs`. */
 export const askAgainMs = (ttlMs: number) => Math.max(RETRY_MIN_MS, ttlMs * RETRY_SHARE);
 
+/** How often a held lease of `ttlMs` is renewed. */
+export const renewEveryMs = (ttlMs: number) => ttlMs * RENEW_SHARE;
+
 /**
  * The links this replica owns. Owning one means holding its lease and having raised its
  * fence in the store, so appends for the link made by a replica that lost it are refused
@@ -72,7 +75,7 @@ export class LinkOwnership {
     }
     if (this.owned.has(peerId)) return true;
     this.lastTokens.set(peerId, token);
-    const timer = setInterval(() => void this.renew(peerId, token), this.leases.ttlMs * RENEW_SHARE);
+    const timer = setInterval(() => void this.renew(peerId, token), renewEveryMs(this.leases.ttlMs));
     timer.unref();
     this.owned.set(peerId, { token, timer });
     this.log.info({ peer: peerId, token, replica: this.replicaId }, 'took the lease on the link');

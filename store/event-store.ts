@@ -203,6 +203,7 @@ export interface EventStore {
   trimOutbox(uptoId: number, keepNewest: number): Promise<number>;
   /** A relay's or feed's position in its source, or undefined before its first move. */
   projectionCursor(name: string): Promise<number | undefined>;
+  /** Moves a cursor forward only: a replica that stopped publishing late never sets it back under the one that took over. */
   saveProjectionCursor(name: string, position: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -780,7 +781,7 @@ export class SqlEventStore implements EventStore {
   async saveProjectionCursor(name: string, position: number): Promise<void> {
     await this.db.query(
       `insert into projection_cursors (name, position) values ($1, $2)
-       on conflict (name) do update set position = excluded.position, updated_at = now()`,
+       on conflict (name) do update set position = greatest(projection_cursors.position, excluded.position), updated_at = now()`,
       [name, position],
     );
   }

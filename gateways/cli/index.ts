@@ -74,7 +74,7 @@ async function start(configFile: string, io: CliIo): Promise<void> {
       // The projections to Kafka when KAFKA_BROKERS or kafka.brokers names one (gateways/kafka); before the
       // admin service, so that its announcement means the whole node is up (what scripts and tests wait for).
       const log = createLogger(config.log_level).child({ node: config.server.name });
-      const publisher = await startKafkaPublisher(node, kafka, log, { replicated: replication !== undefined }).catch(unavailableAsCliError);
+      const publisher = await startKafkaPublisher(node, kafka, log, replication ? { leases: replication.leases } : {}).catch(unavailableAsCliError);
       running.push(() => publisher.stop());
       io.out(`projections: Kafka at ${kafka.brokers.join(', ')}, topics ${Object.values(kafka.topics).join(', ')}`);
     }

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import type { Logger } from '../../router/index.js';
+import type { LinkLeases, Logger } from '../../router/index.js';
 import { ProjectionPublisher, type PublishedNode, type Topics } from '../projections/index.js';
 import { checkBrokers, kafkaClient, KafkaError, rootMessage } from './client.js';
 import type { KafkaSettings } from './settings.js';
@@ -42,9 +42,10 @@ export async function ensureTopics(kafka: Kafka, topics: Topics): Promise<void> 
 /**
  * Starts publishing a node's projections to Kafka: checks that a broker answers (a
  * KafkaError naming the brokers if not, within seconds), makes missing topics, opens the
- * producer and starts the relays. Later outages are retried while the node runs.
+ * producer and starts the relays (replicas of one server: in the one holding the publisher
+ * lease). Later outages are retried while the node runs.
  */
-export async function startKafkaPublisher(node: PublishedNode, settings: KafkaSettings, log: Logger, options: { client?: Kafka; replicated?: boolean } = {}): Promise<KafkaPublisher> {
+export async function startKafkaPublisher(node: PublishedNode, settings: KafkaSettings, log: Logger, options: { client?: Kafka; leases?: LinkLeases } = {}): Promise<KafkaPublisher> {
   const kafkaLog = log.child({ component: 'kafka' });
   await checkBrokers(settings);
   // A test may pass a client of its own (one whose sockets it can cut).
@@ -62,7 +63,7 @@ export async function startKafkaPublisher(node: PublishedNode, settings: KafkaSe
     cursorPrefix: `kafka:${settings.topicPrefix}`,
     describe: `Kafka at ${settings.brokers.join(', ')} (${settings.topics['chat-events']}, ${settings.topics.routing}, ${settings.topics['admin-events']}, ${settings.topics['system-events']})`,
     log: kafkaLog,
-    ...(options.replicated ? { replicated: true } : {}),
+    ...(options.leases ? { lease: options.leases } : {}),
   }).catch(async (error: unknown) => {
     await sink.close();
     throw error;

@@ -1,4 +1,5 @@
-import { AppendTail, type Logger, type TrellisNode } from '../../router/index.js';
+import { AppendTail, askAgainMs, renewEveryMs, type LinkLeases, type Logger, type TrellisNode } from '../../router/index.js';
+import { Pause } from './pause.js';
 import type { StoredEvent } from '../../store/index.js';
 import { Relay, type RecordSink } from './relay.js';
 import { routingRecorder, type RoutingRecorder } from './routing-recorder.js';
@@ -18,10 +19,43 @@ export interface PublisherOptions {
   describe: string;
   log: Logger;
   /**
-   * Replicas of one server: the others append too, so the relay reads every batch from the
-   * store (their appends reach it by the relay's poll), never from this process's appends.
+   * Replicas of one server: the relays run only in the replica holding this lease
+   * (PUBLISHER_LEASE among the server's leases), so each record is published by one of
+   * them; another takes over within the lease time when it goes. The others append too,
+   * so the relays read every batch from the store, never from this process's appends.
    */
-  replicated?: boolean;
+  lease?: LinkLeases;
+}
+
+/** The lease, among a server's link leases, that says which replica publishes (no server id looks like it). */
+export const PUBLISHER_LEASE = 'projection-publisher';
+
+/** The three relays of one stint of publishing: made afresh each time, they start from the stored cursors. */
+class Relays {
+  readonly chatEvents: Relay;
+  readonly journal: Relay;
+  readonly routing: Relay;
+
+  constructor(node: PublishedNode, options: PublisherOptions, recent: AppendTail | undefined) {
+    const { sink, cursorPrefix, log } = options;
+    const relay = (name: string, source: ConstructorParameters<typeof Relay>[0]['source'], onSaved?: (position: number) => Promise<void>) =>
+      new Relay({ cursorName: `${cursorPrefix}:${name}`, source, sink, store: node.store, log, ...(onSaved ? { onSaved } : {}) });
+    this.chatEvents = relay('chat-events', new ChatEventSource(node.store, node.id, recent));
+    this.journal = relay('journal', new JournalSource(node.store, node.id));
+    // What the routing relay published leaves the outbox.
+    this.routing = relay('routing', new RoutingSource(node.store, node.id), async (position) => void (await node.store.trimOutbox(position, Number.MAX_SAFE_INTEGER)));
+  }
+
+  get all(): Relay[] {
+    return [this.chatEvents, this.journal, this.routing];
+  }
+
+  /** Publishes what is stored (for at most `drainMs`; says whether all of it was), then stops. */
+  async stop(drainMs: number): Promise<boolean> {
+    const drained = drainMs > 0 ? await Promise.all(this.all.map((relay) => relay.drain(drainMs).catch(() => false))) : [false];
+    await Promise.all(this.all.map((relay) => relay.stop(STOP_IN_FLIGHT_MS)));
+    return drained.every((done) => done);
+  }
 }
 
 /**
@@ -34,38 +68,38 @@ export interface PublisherOptions {
 export class ProjectionPublisher {
   /** The node's latest appends, so the chat-events relay does not read back what was just written; none for replicas (others append too). */
   private readonly recent: AppendTail | undefined;
-  readonly chatEvents: Relay;
-  readonly journal: Relay;
-  readonly routing: Relay;
+  /** While this process publishes (always without a lease; while it holds it with one). */
+  private relays: Relays | undefined;
   private readonly recorder: RoutingRecorder;
   private stopped = false;
+  private readonly leasePause = new Pause(() => this.stopped);
+  private leaseLoop: Promise<void> | undefined;
 
   private readonly onAppended = (events: StoredEvent[]) => {
     for (const event of events) this.recent?.push(event);
-    this.chatEvents.wake();
+    this.relays?.chatEvents.wake();
   };
-  private readonly onRoutingWritten = () => this.routing.wake();
-  private readonly onLinkChange = () => this.journal.wake();
+  private readonly onRoutingWritten = () => this.relays?.routing.wake();
+  private readonly onLinkChange = () => this.relays?.journal.wake();
 
   private constructor(
     private readonly node: PublishedNode,
     private readonly options: PublisherOptions,
   ) {
-    const { sink, cursorPrefix, log } = options;
-    this.recent = options.replicated ? undefined : new AppendTail();
-    const relay = (name: string, source: ConstructorParameters<typeof Relay>[0]['source'], onSaved?: (position: number) => Promise<void>) =>
-      new Relay({ cursorName: `${cursorPrefix}:${name}`, source, sink, store: node.store, log, ...(onSaved ? { onSaved } : {}) });
-    this.chatEvents = relay('chat-events', new ChatEventSource(node.store, node.id, this.recent));
-    this.journal = relay('journal', new JournalSource(node.store, node.id));
-    // What the routing relay published leaves the outbox.
-    this.routing = relay('routing', new RoutingSource(node.store, node.id), async (position) => void (await node.store.trimOutbox(position, Number.MAX_SAFE_INTEGER)));
-    this.recorder = routingRecorder(node, log);
+    this.recent = options.lease ? undefined : new AppendTail();
+    // Every replica records its own links' changes into the outbox; the publishing one sends them on.
+    this.recorder = routingRecorder(node, options.log);
   }
 
   static async start(node: PublishedNode, options: PublisherOptions): Promise<ProjectionPublisher> {
     const publisher = new ProjectionPublisher(node, options);
     await publisher.begin();
     return publisher;
+  }
+
+  /** True while this process is the one publishing. */
+  get publishing(): boolean {
+    return this.relays !== undefined;
   }
 
   private async begin(): Promise<void> {
@@ -75,27 +109,63 @@ export class ProjectionPublisher {
     this.recorder.attach(this.onRoutingWritten);
     this.node.on('link-up', this.onLinkChange);
     this.node.on('link-down', this.onLinkChange);
-    await Promise.all([this.chatEvents.start(), this.journal.start(), this.routing.start()]);
     await this.node.audit({ kind: 'node-started', detail: `node started; publishing projections to ${this.options.describe}` });
-    this.journal.wake();
-    this.options.log.info({ to: this.options.describe, from: { chatEvents: this.chatEvents.publishedPosition, journal: this.journal.publishedPosition } }, 'publishing projections');
+    if (this.options.lease) this.leaseLoop = this.publishWhileLeased(this.options.lease);
+    else await this.startRelays();
+  }
+
+  private async startRelays(): Promise<void> {
+    const relays = new Relays(this.node, this.options, this.recent);
+    await Promise.all(relays.all.map((relay) => relay.start()));
+    this.relays = relays;
+    relays.journal.wake();
+    this.options.log.info({ to: this.options.describe, from: { chatEvents: relays.chatEvents.publishedPosition, journal: relays.journal.publishedPosition } }, 'publishing projections');
+  }
+
+  /** Asks for the publisher lease until it is ours, publishes while it stays ours, and asks again after losing it. */
+  private async publishWhileLeased(lease: LinkLeases): Promise<void> {
+    const { log } = this.options;
+    while (!this.stopped) {
+      const token = await lease.acquire(PUBLISHER_LEASE).catch((error: Error) => void log.warn({ err: error.message }, 'asking for the publisher lease failed'));
+      if (token === undefined) {
+        await this.leasePause.for(askAgainMs(lease.ttlMs));
+        continue;
+      }
+      await this.startRelays();
+      while (!this.stopped && (await this.leasePause.for(renewEveryMs(lease.ttlMs)), !this.stopped)) {
+        if (await lease.renew(PUBLISHER_LEASE, token).catch(() => false)) continue;
+        // Another replica may publish by now: stop at once (what was in flight may go out twice; consumers de-duplicate by event id).
+        log.warn({ replica: lease.replicaId }, 'lost the publisher lease; stopped publishing');
+        await this.relays?.stop(0);
+        this.relays = undefined;
+        break;
+      }
+      if (!this.relays) continue;
+      await this.stopRelays();
+      await lease.release(PUBLISHER_LEASE, token).catch(() => undefined);
+    }
+  }
+
+  private async stopRelays(): Promise<void> {
+    const relays = this.relays;
+    this.relays = undefined;
+    if (relays && !(await relays.stop(STOP_DRAIN_MS))) this.options.log.warn('stopping with records not yet published; they are published at the next start');
   }
 
   /**
    * Journals node-stopped, publishes what is stored (bounded by STOP_DRAIN_MS), and stops
-   * the relays. Call before the node stops: its store must still be open.
+   * the relays (with a lease: and gives it up). Call before the node stops: its store must still be open.
    */
   async stop(): Promise<void> {
     if (this.stopped) return;
-    this.stopped = true;
     await this.recorder.detach(this.onRoutingWritten);
     this.node.off('link-up', this.onLinkChange);
     this.node.off('link-down', this.onLinkChange);
     await this.node.audit({ kind: 'node-stopped', detail: 'node stopping; its links go down' }).catch(() => undefined);
-    const relays = [this.chatEvents, this.journal, this.routing];
-    const drained = await Promise.all(relays.map((relay) => relay.drain(STOP_DRAIN_MS).catch(() => false)));
-    if (drained.some((done) => !done)) this.options.log.warn('stopping with records not yet published; they are published at the next start');
-    await Promise.all(relays.map((relay) => relay.stop(STOP_IN_FLIGHT_MS)));
+    this.stopped = true;
+    this.leasePause.wake();
+    if (this.leaseLoop) await this.leaseLoop;
+    else await this.stopRelays();
     this.node.off('appended', this.onAppended);
   }
 }

@@ -6,28 +6,9 @@ import { createdDraft, messageDraft, newChat } from '../devices/index.js';
 import { ProjectionPublisher } from './publisher.js';
 import { Relay, type RecordSink } from './relay.js';
 import { ChatEventSource, JOURNAL_HOLE_SETTLE_MS, JournalSource, type OutgoingRecord } from './sources.js';
-import { appendAll, soloNode, syntheticLog, type SoloNode } from './testing.js';
+import { appendAll, deliveredPerChain, MemorySink, soloNode, syntheticLog, type SoloNode } from './testing.js';
 
 const log = createLogger('silent');
-
-/** A bus in memory: keeps what it acknowledged; can fail or hold the next sends. */
-class MemorySink implements RecordSink {
-  readonly acknowledged: OutgoingRecord[] = [];
-  readonly attempts: number[] = [];
-  failNext = 0;
-  /** Once this many are acknowledged, every later send hangs: the process died with it in flight. */
-  hangAfter = Number.POSITIVE_INFINITY;
-
-  async publish(records: readonly OutgoingRecord[]): Promise<void> {
-    this.attempts.push(records[0]!.position);
-    if (this.failNext > 0) {
-      this.failNext -= 1;
-      throw new Error('broker unreachable');
-    }
-    if (this.acknowledged.length >= this.hangAfter) await new Promise(() => undefined);
-    this.acknowledged.push(...records);
-  }
-}
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -39,19 +20,6 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 
 const chatRelay = (store: EventStore, sink: RecordSink, serverId = 'server-a') =>
   new Relay({ cursorName: 'test:chat-events', source: new ChatEventSource(store, serverId), sink, store, log });
-
-/** Per chain (chat, origin), the seqs in the order they came, copies dropped as a subscriber drops them. */
-function deliveredPerChain(records: readonly OutgoingRecord[]): Map<string, number[]> {
-  const chains = new Map<string, number[]>();
-  for (const record of records) {
-    const event = ChatEventRecord.decode(record.value).event!;
-    const key = `${event.chatId}/${event.origin}`;
-    const seqs = chains.get(key) ?? [];
-    if (seqs.length === 0 || event.seq > seqs[seqs.length - 1]!) seqs.push(event.seq);
-    chains.set(key, seqs);
-  }
-  return chains;
-}
 
 describe('the chat-events relay', () => {
   let store: EventStore;

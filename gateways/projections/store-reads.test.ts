@@ -56,6 +56,7 @@ describe.each(await testEngines())('projection reads on $name', (engine) => {
     expect(await store.projectionCursor('kafka:x:chat-events')).toBeUndefined();
     await store.saveProjectionCursor('kafka:x:chat-events', 41);
     await store.saveProjectionCursor('kafka:x:chat-events', 42);
+    await store.saveProjectionCursor('kafka:x:chat-events', 40);
     expect(await store.projectionCursor('kafka:x:chat-events')).toBe(42);
   });
 });

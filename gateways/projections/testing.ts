@@ -11,6 +11,9 @@ import { chainEvent, generateIdentityPem, type ChainPosition } from '../../crypt
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
 import { parseConfig, TrellisNode, type Logger, type NodeConfig } from '../../router/index.js';
 import type { EventStore } from '../../store/index.js';
+import { ChatEventRecord } from '../../proto/gen/trellis/v1/projection.js';
+import type { RecordSink } from './relay.js';
+import type { OutgoingRecord } from './sources.js';
 
 export interface SyntheticLog {
   origin: string;
@@ -74,3 +77,36 @@ export async function soloNode(options: { logger: Logger; persistent?: boolean; 
     },
   };
 }
+
+/** A bus in memory: keeps what it acknowledged; can fail or hold the next sends. */
+export class MemorySink implements RecordSink {
+  readonly acknowledged: OutgoingRecord[] = [];
+  readonly attempts: number[] = [];
+  failNext = 0;
+  /** Once this many are acknowledged, every later send hangs: the process died with it in flight. */
+  hangAfter = Number.POSITIVE_INFINITY;
+
+  async publish(records: readonly OutgoingRecord[]): Promise<void> {
+    this.attempts.push(records[0]!.position);
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      throw new Error('broker unreachable');
+    }
+    if (this.acknowledged.length >= this.hangAfter) await new Promise(() => undefined);
+    this.acknowledged.push(...records);
+  }
+}
+
+/** Per chain (chat, origin), the seqs in the order they came, copies dropped as a subscriber drops them. */
+export function deliveredPerChain(records: readonly OutgoingRecord[]): Map<string, number[]> {
+  const chains = new Map<string, number[]>();
+  for (const record of records) {
+    const event = ChatEventRecord.decode(record.value).event!;
+    const key = `${event.chatId}/${event.origin}`;
+    const seqs = chains.get(key) ?? [];
+    if (seqs.length === 0 || event.seq > seqs[seqs.length - 1]!) seqs.push(event.seq);
+    chains.set(key, seqs);
+  }
+  return chains;
+}
+
