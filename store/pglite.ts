@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
-import { createPgConfig } from '@electric-sql/pglite/node-postgres';
 import pg from 'pg';
 import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
 import { migrationsFolder, type SqlDriver } from './driver.js';
+import { PgliteSocket } from './pglite-socket.js';
 import { poolDriver, rowTypes } from './pool-driver.js';
 import { StoreError } from './errors.js';
 
@@ -107,51 +107,8 @@ async function create(options: PgliteOptions): Promise<PGlite> {
 }
 
 /**
- * Frontend messages the backend answers only up to a later Sync, Flush or Query (Parse,
- * Bind, Describe, Execute, Close).
- */
-const HELD_UNTIL_SYNC = new Set(['P', 'B', 'D', 'E', 'C'].map((letter) => letter.charCodeAt(0)));
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const joined = new Uint8Array(parts.reduce((bytes, part) => bytes + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
-}
-
-/**
- * PGlite as its node-postgres adapter calls it, a statement at a time. The adapter hands
- * PGlite each protocol message alone; held until its Sync, a statement's messages go in
- * together and its answers come back together, as over a socket. Sent alone, an Execute
- * that fails left PGlite and node-postgres a ReadyForQuery apart, and every later answer
- * went to the wrong query. One call per statement is also one entry into the engine,
- * and no sync to the filesystem after it: on NodeFS that sync does nothing (files are
- * written and fsynced as PostgreSQL asks, above) but take a lock and allocate.
- */
-function statementAtATime(db: PGlite): PGlite {
-  let held: Uint8Array[] = [];
-  // The adapter reads these two members only (it tells a PGlite by execProtocolStream).
-  const calls: Pick<PGlite, 'execProtocolStream' | 'waitReady'> = {
-    execProtocolStream: async (message, options) => {
-      if (HELD_UNTIL_SYNC.has(message[0]!)) {
-        held.push(message);
-        return [];
-      }
-      const statement = held.length > 0 ? concat([...held, message]) : message;
-      held = [];
-      return db.execProtocolStream(statement, { ...options, syncToFs: false });
-    },
-    waitReady: db.waitReady,
-  };
-  return calls as PGlite;
-}
-
-/**
  * The embedded engine: PostgreSQL compiled to WebAssembly, in this process, driven through
- * node-postgres over PGlite's in-process adapter like PostgreSQL is (store/pool-driver.ts).
+ * node-postgres like PostgreSQL is (store/pool-driver.ts), over a socket into the engine.
  */
 export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver> {
   const db = await create(options);
@@ -162,7 +119,8 @@ export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver
     throw new StoreError('migration-failed', 'applying the store migrations failed', { cause });
   }
   // One connection: PGlite is one backend, and the pool's queue keeps a transaction's statements together.
-  const pool = new pg.Pool({ ...createPgConfig(statementAtATime(db)), max: 1, idleTimeoutMillis: 0, types: rowTypes });
+  // The pool never closes it (no idle timeout): PGlite's session, and its prepared statements, outlive any one client.
+  const pool = new pg.Pool({ stream: () => new PgliteSocket(db), max: 1, idleTimeoutMillis: 0, types: rowTypes });
   const where = options.dataDir ? `${options.dataDir} (durability ${options.durability ?? 'fsync'})` : 'memory';
   return poolDriver(pool, `embedded PGlite at ${where}`, async () => {
     await pool.end();
