@@ -124,26 +124,49 @@ export class ProjectionPublisher {
 
   /** Asks for the publisher lease until it is ours, publishes while it stays ours, and asks again after losing it. */
   private async publishWhileLeased(lease: LinkLeases): Promise<void> {
-    const { log } = this.options;
+    let failing = false;
     while (!this.stopped) {
-      const token = await lease.acquire(PUBLISHER_LEASE).catch((error: Error) => void log.warn({ err: error.message }, 'asking for the publisher lease failed'));
-      if (token === undefined) {
-        await this.leasePause.for(askAgainMs(lease.ttlMs));
-        continue;
-      }
-      await this.startRelays();
-      while (!this.stopped && (await this.leasePause.for(renewEveryMs(lease.ttlMs)), !this.stopped)) {
-        if (await lease.renew(PUBLISHER_LEASE, token).catch(() => false)) continue;
-        // Another replica may publish by now: stop at once (what was in flight may go out twice; consumers de-duplicate by event id).
-        log.warn({ replica: lease.replicaId }, 'lost the publisher lease; stopped publishing');
-        await this.relays?.stop(0);
-        this.relays = undefined;
-        break;
-      }
-      if (!this.relays) continue;
-      await this.stopRelays();
-      await lease.release(PUBLISHER_LEASE, token).catch(() => undefined);
+      const token = await lease.acquire(PUBLISHER_LEASE).then(
+        (token) => {
+          if (failing) this.options.log.info('asking for the publisher lease works again');
+          failing = false;
+          return token;
+        },
+        (error: Error) => {
+          // Once per outage: the ask is repeated every retry until Redis answers.
+          if (!failing) this.options.log.warn({ err: error.message }, 'asking for the publisher lease failed; asking again until Redis answers');
+          failing = true;
+          return undefined;
+        },
+      );
+      if (token === undefined) await this.leasePause.for(askAgainMs(lease.ttlMs));
+      else await this.publishWhileHeld(lease, token);
     }
+  }
+
+  /** Publishes until the lease is lost (stopping at once) or the publisher stops (draining, and giving the lease up). */
+  private async publishWhileHeld(lease: LinkLeases, token: number): Promise<void> {
+    let held = true;
+    try {
+      await this.startRelays();
+      while (held && !this.stopped) {
+        await this.leasePause.for(renewEveryMs(lease.ttlMs));
+        if (!this.stopped) held = await lease.renew(PUBLISHER_LEASE, token).catch(() => false);
+      }
+    } catch (error) {
+      this.options.log.error({ err: (error as Error).message }, 'publishing projections failed to start; giving the lease up');
+    }
+    if (!held) {
+      // Another replica may publish by now: stop at once (what was in flight may go out twice; consumers de-duplicate by event id).
+      this.options.log.warn({ replica: lease.replicaId }, 'lost the publisher lease; stopped publishing');
+      await this.relays?.stop(0);
+      this.relays = undefined;
+      return;
+    }
+    await this.stopRelays();
+    await lease.release(PUBLISHER_LEASE, token).catch(() => undefined);
+    // A failed start: wait before asking again, as for a lease held elsewhere.
+    if (!this.stopped) await this.leasePause.for(askAgainMs(lease.ttlMs));
   }
 
   private async stopRelays(): Promise<void> {
