@@ -28,6 +28,8 @@ export const TARGET_CATCH_UP = { events: 100_000, seconds: 12 };
 export const TARGET_IDLE_LINKS = { links: 1_000, kibPerLink: 200 };
 /** The production-engines issue: events/s published through the outbox. */
 export const TARGET_PUBLISH_PER_S = 20_000;
+/** A server this long inside its store's appends ran them back to back: its store (on PostgreSQL, the server's commits) set the pace. */
+export const STORE_BOUND_SHARE = 0.7;
 /** A core this busy during a run is the bound: the run waited on that process's CPU. */
 export const SATURATED_BUSY = 0.9;
 /** Other processes using more than this share of a core during a run: the bench did not have the machine to itself. */
@@ -121,7 +123,11 @@ function nearestStore(all: StoreBounds[], engine: EngineName, bodyBytes: number)
 function limiter(result: CaseResult): string {
   const total = result.originBusy + result.peerBusy + result.transitsBusy + (result.otherBusy ?? 0);
   if (result.hops > 1 && total >= cpus().length * SATURATED_BUSY) return `all ${cpus().length} cores (${percent(total)} of one core in all)`;
-  if (Math.max(result.originBusy, result.peerBusy) < SATURATED_BUSY) return 'no core saturated: waits on the links';
+  if (Math.max(result.originBusy, result.peerBusy) < SATURATED_BUSY) {
+    const [server, share] = result.originInStore >= result.peerInStore ? ['origin', result.originInStore] : ['destination', result.peerInStore];
+    if (share >= STORE_BOUND_SHARE) return `no core saturated: the ${server}'s store, ${percent(share)} of the run inside its appends`;
+    return 'no core saturated: waits on the links';
+  }
   return result.originBusy >= result.peerBusy ? 'origin CPU' : 'destination CPU';
 }
 
