@@ -5,7 +5,7 @@ import { StoreError } from './errors.js';
 
 /**
  * Both engines are driven through a node-postgres pool: PostgreSQL over its sockets, PGlite
- * through its node-postgres adapter (one in-process connection). So both get the same row
+ * over a socket into the engine (store/pglite-socket.ts, one connection). So both get the same row
  * types and the same prepared statements, and one transaction helper.
  */
 
