@@ -18,8 +18,9 @@ const STARTED = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0, 0x5a, 0, 0, 0, 5, 0x4
  * A socket to PGlite for node-postgres: what the client writes goes into the engine as
  * PostgreSQL protocol bytes, and the engine's answers come back as what it reads, so
  * node-postgres talks to the embedded engine exactly as to a server: its own serializer
- * and parser (PGlite's in-process adapter measured its per-character string lengths at
- * 11% of a busy node), its own error recovery, prepared statements.
+ * and parser (PGlite's in-process adapter measures each string's UTF-8 length in a
+ * JavaScript loop, a large part of a busy node's CPU), its own error recovery, prepared
+ * statements.
  *
  * A statement's messages reach the engine together at its Sync: one entry into the engine
  * per statement, and an Execute that fails is never answered apart from its Sync. No sync
@@ -74,7 +75,8 @@ export class PgliteSocket extends Duplex {
       this.push(null);
       return;
     }
-    const message = this.held.length > 0 ? Buffer.concat([...this.held, chunk]) : chunk;
+    this.held.push(chunk);
+    const message = this.held.length > 1 ? Buffer.concat(this.held) : chunk;
     this.held = [];
     // In order, one at a time; the client may write the next statement before this one is answered.
     this.turn = this.turn.then(async () => {

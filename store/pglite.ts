@@ -119,7 +119,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<SqlDriver
     throw new StoreError('migration-failed', 'applying the store migrations failed', { cause });
   }
   // One connection: PGlite is one backend, and the pool's queue keeps a transaction's statements together.
-  // The pool never closes it (no idle timeout): PGlite's session, and its prepared statements, outlive any one client.
+  // Never closed for being idle: a new client starts a clean session (pglite-socket.ts) and prepares every statement again.
   const pool = new pg.Pool({ stream: () => new PgliteSocket(db), max: 1, idleTimeoutMillis: 0, types: rowTypes });
   const where = options.dataDir ? `${options.dataDir} (durability ${options.durability ?? 'fsync'})` : 'memory';
   return poolDriver(pool, `embedded PGlite at ${where}`, async () => {

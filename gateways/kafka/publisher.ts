@@ -63,7 +63,7 @@ export async function startKafkaPublisher(node: PublishedNode, settings: KafkaSe
     cursorPrefix: `kafka:${settings.topicPrefix}`,
     describe: `Kafka at ${settings.brokers.join(', ')} (${settings.topics['chat-events']}, ${settings.topics.routing}, ${settings.topics['admin-events']}, ${settings.topics['system-events']})`,
     log: kafkaLog,
-    ...(options.leases ? { lease: options.leases } : {}),
+    ...(options.leases ? { leases: options.leases } : {}),
   }).catch(async (error: unknown) => {
     await sink.close();
     throw error;

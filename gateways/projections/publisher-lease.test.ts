@@ -68,7 +68,7 @@ describe.skipIf(skip)('replicas publishing through one lease', () => {
     // Two replicas of one server share its store: here one node's store, watched by two publishers.
     const leases = ['replica-1', 'replica-2'].map((id) => new CuttableLeases(new RedisLinkLeases(redis, server, id, TTL_MS)));
     const sinks = [new MemorySink(), new MemorySink()];
-    const start = (index: number) => ProjectionPublisher.start(solo.node, { sink: sinks[index]!, cursorPrefix: 'test', describe: 'memory', log, lease: leases[index]! });
+    const start = (index: number) => ProjectionPublisher.start(solo.node, { sink: sinks[index]!, cursorPrefix: 'test', describe: 'memory', log, leases: leases[index]! });
     const publishers = [await start(0), await start(1)];
     const first = syntheticLog({ chats: 4, events: 1_500, bodyBytes: 64 });
     await appendAll(solo.node.store, first.events);

@@ -19,12 +19,12 @@ export interface PublisherOptions {
   describe: string;
   log: Logger;
   /**
-   * Replicas of one server: the relays run only in the replica holding this lease
-   * (PUBLISHER_LEASE among the server's leases), so each record is published by one of
+   * Replicas of one server: the relays run only in the replica holding the
+   * PUBLISHER_LEASE among the server's leases, so each record is published by one of
    * them; another takes over within the lease time when it goes. The others append too,
    * so the relays read every batch from the store, never from this process's appends.
    */
-  lease?: LinkLeases;
+  leases?: LinkLeases;
 }
 
 /** The lease, among a server's link leases, that says which replica publishes (no server id looks like it). */
@@ -52,9 +52,9 @@ class Relays {
 
   /** Publishes what is stored (for at most `drainMs`; says whether all of it was), then stops. */
   async stop(drainMs: number): Promise<boolean> {
-    const drained = drainMs > 0 ? await Promise.all(this.all.map((relay) => relay.drain(drainMs).catch(() => false))) : [false];
+    const drained = drainMs > 0 && (await Promise.all(this.all.map((relay) => relay.drain(drainMs).catch(() => false)))).every(Boolean);
     await Promise.all(this.all.map((relay) => relay.stop(STOP_IN_FLIGHT_MS)));
-    return drained.every((done) => done);
+    return drained;
   }
 }
 
@@ -86,7 +86,7 @@ export class ProjectionPublisher {
     private readonly node: PublishedNode,
     private readonly options: PublisherOptions,
   ) {
-    this.recent = options.lease ? undefined : new AppendTail();
+    this.recent = options.leases ? undefined : new AppendTail();
     // Every replica records its own links' changes into the outbox; the publishing one sends them on.
     this.recorder = routingRecorder(node, options.log);
   }
@@ -110,7 +110,7 @@ export class ProjectionPublisher {
     this.node.on('link-up', this.onLinkChange);
     this.node.on('link-down', this.onLinkChange);
     await this.node.audit({ kind: 'node-started', detail: `node started; publishing projections to ${this.options.describe}` });
-    if (this.options.lease) this.leaseLoop = this.publishWhileLeased(this.options.lease);
+    if (this.options.leases) this.leaseLoop = this.publishWhileLeased(this.options.leases);
     else await this.startRelays();
   }
 
@@ -159,20 +159,20 @@ export class ProjectionPublisher {
     if (!held) {
       // Another replica may publish by now: stop at once (what was in flight may go out twice; consumers de-duplicate by event id).
       this.options.log.warn({ replica: lease.replicaId }, 'lost the publisher lease; stopped publishing');
-      await this.relays?.stop(0);
-      this.relays = undefined;
+      await this.stopRelays(0);
       return;
     }
-    await this.stopRelays();
+    await this.stopRelays(STOP_DRAIN_MS);
     await lease.release(PUBLISHER_LEASE, token).catch(() => undefined);
     // A failed start: wait before asking again, as for a lease held elsewhere.
     if (!this.stopped) await this.leasePause.for(askAgainMs(lease.ttlMs));
   }
 
-  private async stopRelays(): Promise<void> {
+  /** Stops publishing, first publishing what is stored for at most `drainMs` (none: at once). */
+  private async stopRelays(drainMs: number): Promise<void> {
     const relays = this.relays;
     this.relays = undefined;
-    if (relays && !(await relays.stop(STOP_DRAIN_MS))) this.options.log.warn('stopping with records not yet published; they are published at the next start');
+    if (relays && !(await relays.stop(drainMs)) && drainMs > 0) this.options.log.warn('stopping with records not yet published; they are published at the next start');
   }
 
   /**
@@ -188,7 +188,7 @@ export class ProjectionPublisher {
     this.stopped = true;
     this.leasePause.wake();
     if (this.leaseLoop) await this.leaseLoop;
-    else await this.stopRelays();
+    else await this.stopRelays(STOP_DRAIN_MS);
     this.node.off('appended', this.onAppended);
   }
 }
