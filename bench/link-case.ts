@@ -12,6 +12,7 @@ import { machineBusyMs } from './cpu.js';
 import type { AppendReport, Hops, LinkedChain } from './chain.js';
 import type { EngineName } from './engines.js';
 import type { AppendTime } from './store-timer.js';
+import type { WakeCanary, WakeDelays } from './wake-canary.js';
 
 export interface CaseSpec {
   name: string;
@@ -59,6 +60,8 @@ export interface CaseResult {
   peerAppendMs: number;
   /** Cores' worth of CPU other processes on the machine used meanwhile (undefined without /proc/stat): above ~0.1 the figures are low. */
   otherBusy: number | undefined;
+  /** How late an idle process's 1 ms wake-ups came meanwhile (bench/wake-canary.ts); paced runs only. */
+  wake?: WakeDelays;
 }
 
 /** When the peer durably appended each of the origin's events, by chat and seq. */
@@ -196,7 +199,8 @@ function linkFrames(pair: LinkedChain): { batches: number; events: number } {
 
 const perS = (count: number, fromMs: number, toMs: number) => (count / Math.max(toMs - fromMs, 1e-3)) * 1000;
 
-export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: CaseSpec): Promise<CaseResult> {
+/** `canary`: sampled while the case runs, so its wake-up delays stand beside the case's latency. */
+export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: CaseSpec, canary?: WakeCanary): Promise<CaseResult> {
   const deadlineMs = sharedNowMs() + spec.timeLimitMs;
   const sender = `alice@${pair.origin.id}`;
   const chat = newChat([sender, `bob@${pair.peerId}`]);
@@ -207,8 +211,10 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
   const framesBefore = linkFrames(pair);
   const commits = countCommits(pair, chat.id);
   const cpuBefore = { ...(await pair.cpuMs()), machine: machineBusyMs() };
+  canary?.start();
   const offered = await offer(pair, drafts, spec, deadlineMs).finally(() => commits.stop());
   await arrivals.until(chat.id, spec.events + 1, deadlineMs);
+  const wake = await canary?.stop();
   const cpuAfter = { ...(await pair.cpuMs()), machine: machineBusyMs() };
   const framesAfter = linkFrames(pair);
   const arrived = arrivals.of(chat.id);
@@ -246,6 +252,7 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
       cpuBefore.machine === undefined || cpuAfter.machine === undefined
         ? undefined
         : Math.max(0, busy(cpuBefore.machine, cpuAfter.machine) - busy(processes(cpuBefore), processes(cpuAfter))),
+    ...(wake ? { wake } : {}),
   };
 }
 

@@ -5,6 +5,9 @@
  * and at a paced 1,000 events/s; the same at 256 B over three hops (through an ETS and an
  * RTS); a destination catching up on 100,000 stored events; each server's memory; and an
  * RTS holding 1,000 idle trust links; publishing to Kafka through the outbox. Prints one table and writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
+ *
+ * BENCH_ONLY=one-hop,three-hops (any of SECTIONS) runs the machine bounds and those sections
+ * only, and writes bench/results/link-only.json instead: one case again, to compare two builds.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +21,7 @@ import { measureIdleLinks } from './idle-links.js';
 import { measureFailover, type FailoverResult } from './failover.js';
 import { measurePublish } from './publish.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
+import { WakeCanary } from './wake-canary.js';
 import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
 
 const BODY_BYTES = [256, 4096] as const;
@@ -34,6 +38,20 @@ const CASE_TIME_LIMIT_MS = 60_000;
 /** The whole bench: past this it kills the servers, removes their files and exits non-zero. */
 const BENCH_TIME_LIMIT_MS = 720_000;
 const RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link.json', import.meta.url));
+const PARTIAL_RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link-only.json', import.meta.url));
+
+/** The parts of the bench beyond the machine bounds (which every run measures: each row's bound is read from them). */
+const SECTIONS = ['one-hop', 'one-hop-postgres', 'three-hops', 'idle-links', 'kafka', 'failover'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** The sections BENCH_ONLY names (all without it); an unknown name is refused with the list. */
+function chosenSections(only: string | undefined): ReadonlySet<Section> {
+  if (only === undefined || only.trim() === '') return new Set(SECTIONS);
+  const names = only.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown section ${unknown.join(', ')} (sections: ${SECTIONS.join(', ')})`);
+  return new Set(names as Section[]);
+}
 
 function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
   const bodies = hops === 1 ? BODY_BYTES : ([256] as const);
@@ -72,7 +90,7 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
-async function measureChain(dir: string, hops: Hops, engine: BenchEngine = pgliteBench): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
+async function measureChain(dir: string, canary: WakeCanary, hops: Hops, engine: BenchEngine = pgliteBench): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
   const servers = hops === 1 ? 'two linked servers (origin here, destination in a child process)' : `${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`;
   console.log(`starting ${servers} on ${engine.name}`);
   let chain: LinkedChain | undefined;
@@ -85,7 +103,8 @@ async function measureChain(dir: string, hops: Hops, engine: BenchEngine = pglit
     let loaded = idle;
     for (const spec of caseSpecs(hops, engine)) {
       console.log(`case: ${hops} hop(s) on ${engine.name}, ${spec.name}, ${spec.events} events`);
-      cases.push(await runCase(chain, arrivals, spec));
+      // Paced runs are latency runs: the canary samples how long a ready process waits for a core meanwhile.
+      cases.push(await runCase(chain, arrivals, spec, spec.ratePerS ? canary : undefined));
       if (!spec.ratePerS) loaded = await chain.rssBytes();
     }
     const memory: MemoryResult = { hops, engine: engine.name, idle, loaded };
@@ -116,6 +135,8 @@ function removeQuietly(dir: string): void {
 }
 
 async function main(): Promise<void> {
+  const sections = chosenSections(process.env.BENCH_ONLY);
+  const partial = sections.size < SECTIONS.length;
   await cryptoReady();
   const dir = mkdtempSync(join(tmpdir(), 'trellis-bench-'));
   // Temp files go on any exit, including the time limit below and Ctrl-C (bench/chain.ts).
@@ -125,28 +146,39 @@ async function main(): Promise<void> {
     process.exit(1);
   }, BENCH_TIME_LIMIT_MS);
   limit.unref();
+  if (partial) console.log(`bench: only ${[...sections].join(', ')} (BENCH_ONLY), besides the machine bounds`);
   // PostgreSQL cases need the local server; without it they are left out, and the table says why.
   const postgresMissing = await postgresBenchUnavailable();
   if (postgresMissing) console.warn(`bench: the PostgreSQL cases are left out: ${postgresMissing}`);
   const postgres = postgresMissing ? undefined : postgresBench();
   const { verifyPerS, store } = await measureBounds(dir, postgres ? [pgliteBench, postgres] : [pgliteBench]);
-  const oneHop = await measureChain(dir, 1);
-  const oneHopPostgres = postgres ? await measureChain(dir, 1, postgres) : undefined;
-  const threeHops = await measureChain(dir, 3);
-  console.log(`case: an RTS holding ${TARGET_IDLE_LINKS.links} idle trust links, dialled from this process`);
-  const idleLinks = await measureIdleLinks(join(dir, 'idle-links'), TARGET_IDLE_LINKS.links);
-  console.log('case: Kafka publishing through the outbox, and kafkajs alone on the same broker');
-  const publish = await measurePublish().catch((error: Error) => {
-    console.warn(`bench: the Kafka case is left out: ${error.message} (bash scripts/kafka.sh start)`);
-    return undefined;
-  });
-  const cases = [...oneHop.cases, ...(oneHopPostgres?.cases ?? []), ...threeHops.cases];
-  const memory = [oneHop.memory, ...(oneHopPostgres ? [oneHopPostgres.memory] : []), threeHops.memory];
-  const failover = postgres ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
-  const report = makeReport(verifyPerS, store, cases, oneHop.catchUp, memory, idleLinks, publish, failover);
+  const canary = new WakeCanary();
+  process.once('exit', () => canary.close());
+  const chain = async (section: Section, hops: Hops, engine?: BenchEngine) => (sections.has(section) ? measureChain(dir, canary, hops, engine) : undefined);
+  const oneHop = await chain('one-hop', 1);
+  const oneHopPostgres = postgres ? await chain('one-hop-postgres', 1, postgres) : undefined;
+  const threeHops = await chain('three-hops', 3);
+  canary.close();
+  let idleLinks;
+  if (sections.has('idle-links')) {
+    console.log(`case: an RTS holding ${TARGET_IDLE_LINKS.links} idle trust links, dialled from this process`);
+    idleLinks = await measureIdleLinks(join(dir, 'idle-links'), TARGET_IDLE_LINKS.links);
+  }
+  let publish;
+  if (sections.has('kafka')) {
+    console.log('case: Kafka publishing through the outbox, and kafkajs alone on the same broker');
+    publish = await measurePublish().catch((error: Error) => {
+      console.warn(`bench: the Kafka case is left out: ${error.message} (bash scripts/kafka.sh start)`);
+      return undefined;
+    });
+  }
+  const chains = [oneHop, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
+  const failover = postgres && sections.has('failover') ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
+  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
   printReport(report);
-  writeReport(report, RESULTS_FILE);
-  console.log(`\nwrote ${RESULTS_FILE}`);
+  const file = partial ? PARTIAL_RESULTS_FILE : RESULTS_FILE;
+  writeReport(report, file);
+  console.log(`\nwrote ${file}`);
 }
 
 main().then(

@@ -69,11 +69,14 @@ export interface Report {
   cases: CaseResult[];
   catchUp: CatchUpResult | undefined;
   memory: MemoryResult[];
-  idleLinks: IdleLinksResult;
+  /** Absent when not run (BENCH_ONLY). */
+  idleLinks: IdleLinksResult | undefined;
   /** Absent when no broker answered. */
   publish: PublishBenchResult | undefined;
   /** Absent without PostgreSQL and Redis. */
   failover: FailoverResult | undefined;
+  /** The bench's sections this run measured (all, unless BENCH_ONLY named some). */
+  sections: string[];
 }
 
 export function makeReport(
@@ -82,9 +85,10 @@ export function makeReport(
   cases: CaseResult[],
   catchUp: CatchUpResult | undefined,
   memory: MemoryResult[],
-  idleLinks: IdleLinksResult,
+  idleLinks: IdleLinksResult | undefined,
   publish: PublishBenchResult | undefined,
   failover: FailoverResult | undefined,
+  sections: readonly string[],
 ): Report {
   return {
     date: new Date().toISOString(),
@@ -100,6 +104,7 @@ export function makeReport(
     idleLinks,
     publish,
     failover,
+    sections: [...sections],
   };
 }
 
@@ -147,9 +152,11 @@ function caseRows(result: CaseResult, report: Report): Row[] {
     // Each server sends from memory (router/queues/append-tail.ts): a hop costs a commit at each end.
     const floorMs = bounds.commitOneMs * (result.hops + 1);
     const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the links carried only ${count(result.eventsPerS)}/s` : '';
+    // Each of those commits, and each frame between them, is a wake-up of a server's thread: it waits for a core first.
+    const wake = result.wake ? `; a ready process waited for a core p99 ${ms(result.wake.p99Ms)} ms, slowest ${ms(result.wake.maxMs)} ms (idle canary)` : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, `p99 < ${target.p99Ms} ms`, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone; ${inStore}`, durable],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone${wake}; ${inStore}`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -193,6 +200,7 @@ function memoryRows(report: Report): Row[] {
 
 function idleLinkRows(report: Report): Row[] {
   const result = report.idleLinks;
+  if (!result) return [];
   return [
     [`RTS: memory per idle trust link (${count(result.links)})`, `${(result.bytesPerLink / 1024).toFixed(0)} KiB`, `< ${TARGET_IDLE_LINKS.kibPerLink} KiB`, '',
       `RSS after a collection: ${mib(result.rssBaselineBytes)} MiB with a tenth of the links, ${mib(result.rssLinkedBytes)} MiB with all; all up in ${result.upSeconds.toFixed(1)} s; a bare grpc-js stream on its own connection ≈ 29 KiB`, '—'],
@@ -201,6 +209,7 @@ function idleLinkRows(report: Report): Row[] {
 
 function publishRows(report: Report): Row[] {
   const result = report.publish;
+  if (!report.sections.includes('kafka')) return [];
   if (!result) return [['Kafka: publish through the outbox', 'not run', `${count(TARGET_PUBLISH_PER_S)} ev/s`, '', 'no broker answered (bash scripts/kafka.sh start)', '—']];
   return [
     [`Kafka: publish through the outbox, ${size(result.bodyBytes)}`, `${count(result.outboxEventsPerS)} ev/s`, `≥ ${count(TARGET_PUBLISH_PER_S)} ev/s`, '',
@@ -210,6 +219,7 @@ function publishRows(report: Report): Row[] {
 
 function failoverRows(report: Report): Row[] {
   const result = report.failover;
+  if (!report.sections.includes('failover')) return [];
   if (!result) return [['replicas: link failover after SIGKILL', 'not run', 'lease + one redial', '', 'needs PostgreSQL and Redis', '—']];
   // The lease lapses at most its length after the kill; the other replica asks again within askEveryMs, then dials once.
   const bound = result.leaseMs + result.askEveryMs;
