@@ -101,6 +101,20 @@ describe('embedded durability', () => {
     expect(fsyncs).toEqual([]);
   });
 
+  it.each(DURABILITIES)('does not write a new WAL segment full of zeros before using it (durability %s)', async (durability) => {
+    const dataDir = freshDir();
+    const { driver } = await open({ dataDir, durability });
+    await driver.query('create table probe (n int)');
+    // Past the first 16 MiB segment in one statement: the engine moves into new ones.
+    await driver.query('insert into probe select generate_series(1, 400000)');
+    const segments = fs.readdirSync(join(dataDir, 'pg_wal')).filter((name) => /^[0-9A-F]{24}$/.test(name)).sort();
+    expect(segments.length).toBeGreaterThan(1);
+    const newest = fs.statSync(join(dataDir, 'pg_wal', segments.at(-1)!));
+    expect(newest.size).toBe(16 * 1024 ** 2);
+    // Zero-filled, every block of it would be allocated; only what the WAL reached is.
+    expect(newest.blocks * 512).toBeLessThan(newest.size / 2);
+  });
+
   it.each(DURABILITIES)('keeps a commit across a reopen with durability %s', async (durability) => {
     const dataDir = freshDir();
     const events = chain(3);
