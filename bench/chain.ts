@@ -42,6 +42,8 @@ export interface LinkedChain {
   readonly origin: TrellisNode;
   /** The engine every server of the chain stores on. */
   readonly engine: EngineName;
+  /** 'os' when every server's embedded store runs without fsync (see engines.ts). */
+  readonly durability?: 'os';
   /** The destination server, and the origin's next hop toward it (the destination itself for one hop). */
   readonly peerId: string;
   readonly firstHopId: string;
@@ -236,6 +238,7 @@ export async function startChain(dir: string, hops: Hops, engine: BenchEngine = 
   return {
     origin: started,
     engine: engine.name,
+    ...(engine.durability ? { durability: engine.durability } : {}),
     peerId: destination.id,
     firstHopId: firstHop.id,
     hops,

@@ -11,6 +11,8 @@ export type EngineName = 'PGlite' | 'PostgreSQL';
 
 export interface BenchEngine {
   readonly name: EngineName;
+  /** Set on the embedded store without fsync (a bound, never a result): 'os'. */
+  readonly durability?: 'os';
   /** A fresh store for the server `name`: where it is, and the config's `store` section for it. */
   fresh(dir: string, name: string): Promise<{ location: StoreLocation; config: Record<string, string> }>;
   cleanUp(): Promise<void>;
@@ -19,6 +21,14 @@ export interface BenchEngine {
 export const pgliteBench: BenchEngine = {
   name: 'PGlite',
   fresh: async (dir, name) => ({ location: { dataDir: join(dir, name) }, config: { data_dir: join(dir, name) } }),
+  cleanUp: async () => undefined,
+};
+
+/** Every server's store with store.durability: os: what a paced run's latency is without any fsync on its path. */
+export const pgliteOsBench: BenchEngine = {
+  name: 'PGlite',
+  durability: 'os',
+  fresh: async (dir, name) => ({ location: { dataDir: join(dir, name), durability: 'os' }, config: { data_dir: join(dir, name), durability: 'os' } }),
   cleanUp: async () => undefined,
 };
 

@@ -32,6 +32,8 @@ export interface CaseResult {
   hops: Hops;
   /** The store engine of every server in the run. */
   engine: EngineName;
+  /** 'os': every server's embedded store ran without fsync, to show what fsync adds (a bound row). */
+  durability?: 'os';
   bodyBytes: number;
   events: number;
   inFlightMax: number;
@@ -229,6 +231,7 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
     name: spec.name,
     hops: pair.hops,
     engine: pair.engine,
+    ...(pair.durability ? { durability: pair.durability } : {}),
     bodyBytes: drafts[0]!.body.length,
     events: spec.events,
     inFlightMax: spec.inFlightMax,

@@ -6,6 +6,9 @@
  * RTS); a destination catching up on 100,000 stored events; each server's memory; and an
  * RTS holding 1,000 idle trust links; publishing to Kafka through the outbox. Prints one table and writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
  *
+ * One hop is also run paced with every store at store.durability: os, beside the others
+ * as a bound: what the latency is with no fsync on the path at all.
+ *
  * BENCH_ONLY=one-hop,three-hops (any of SECTIONS) runs the machine bounds and those sections
  * only, and writes bench/results/link-only.json instead: one case again, to compare two builds.
  */
@@ -16,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
-import { pgliteBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
+import { pgliteBench, pgliteOsBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
 import { measureFailover, type FailoverResult } from './failover.js';
 import { measurePublish } from './publish.js';
@@ -41,7 +44,7 @@ const RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link.json', impo
 const PARTIAL_RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link-only.json', import.meta.url));
 
 /** The parts of the bench beyond the machine bounds (which every run measures: each row's bound is read from them). */
-const SECTIONS = ['one-hop', 'one-hop-postgres', 'three-hops', 'idle-links', 'kafka', 'failover'] as const;
+const SECTIONS = ['one-hop', 'one-hop-os', 'one-hop-postgres', 'three-hops', 'idle-links', 'kafka', 'failover'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** The sections BENCH_ONLY names (all without it); an unknown name is refused with the list. */
@@ -54,10 +57,12 @@ function chosenSections(only: string | undefined): ReadonlySet<Section> {
 }
 
 function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
-  const bodies = hops === 1 ? BODY_BYTES : ([256] as const);
+  const bodies = hops === 1 && !engine.durability ? BODY_BYTES : ([256] as const);
   // PostgreSQL: the 256 B pace only (its p99 target), and both throughputs.
   const pacedBodies = engine.name === 'PostgreSQL' ? ([256] as const) : bodies;
-  const throughput = bodies.map((bodyBytes) => ({
+  // Without fsync: the paced run only, the latency it stands beside.
+  const throughputBodies = engine.durability ? [] : bodies;
+  const throughput = throughputBodies.map((bodyBytes) => ({
     name: `throughput, ${bodyBytes} B`, bodyBytes, events: THROUGHPUT_EVENTS[bodyBytes], inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
   const paced = pacedBodies.map((bodyBytes) => ({
@@ -92,17 +97,18 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
 async function measureChain(dir: string, canary: WakeCanary, hops: Hops, engine: BenchEngine = pgliteBench): Promise<{ cases: CaseResult[]; memory: MemoryResult; catchUp?: CatchUpResult }> {
   const servers = hops === 1 ? 'two linked servers (origin here, destination in a child process)' : `${hops + 1} servers over ${hops} hops (origin here, each other in a child process)`;
-  console.log(`starting ${servers} on ${engine.name}`);
+  const on = `${engine.name}${engine.durability ? ` (durability ${engine.durability})` : ''}`;
+  console.log(`starting ${servers} on ${on}`);
   let chain: LinkedChain | undefined;
   try {
-    chain = await startChain(join(dir, `hops-${hops}-${engine.name}`), hops, engine);
+    chain = await startChain(join(dir, `hops-${hops}-${engine.name}${engine.durability ?? ''}`), hops, engine);
     const idle = await chain.rssBytes();
     const arrivals = new PeerArrivals(chain);
     await runCase(chain, arrivals, { name: 'warm-up', bodyBytes: 256, events: WARMUP_EVENTS, inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS });
     const cases: CaseResult[] = [];
     let loaded = idle;
     for (const spec of caseSpecs(hops, engine)) {
-      console.log(`case: ${hops} hop(s) on ${engine.name}, ${spec.name}, ${spec.events} events`);
+      console.log(`case: ${hops} hop(s) on ${on}, ${spec.name}, ${spec.events} events`);
       // Paced runs are latency runs: the canary samples how long a ready process waits for a core meanwhile.
       cases.push(await runCase(chain, arrivals, spec, spec.ratePerS ? canary : undefined));
       if (!spec.ratePerS) loaded = await chain.rssBytes();
@@ -156,6 +162,7 @@ async function main(): Promise<void> {
   process.once('exit', () => canary.close());
   const chain = async (section: Section, hops: Hops, engine?: BenchEngine) => (sections.has(section) ? measureChain(dir, canary, hops, engine) : undefined);
   const oneHop = await chain('one-hop', 1);
+  const oneHopOs = await chain('one-hop-os', 1, pgliteOsBench);
   const oneHopPostgres = postgres ? await chain('one-hop-postgres', 1, postgres) : undefined;
   const threeHops = await chain('three-hops', 3);
   canary.close();
@@ -172,9 +179,9 @@ async function main(): Promise<void> {
       return undefined;
     });
   }
-  const chains = [oneHop, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
+  const chains = [oneHop, oneHopOs, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
   const failover = postgres && sections.has('failover') ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
-  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
+  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, [oneHop, oneHopPostgres, threeHops].flatMap((measured) => (measured ? [measured.memory] : [])), idleLinks, publish, failover, [...sections]);
   printReport(report);
   const file = partial ? PARTIAL_RESULTS_FILE : RESULTS_FILE;
   writeReport(report, file);
