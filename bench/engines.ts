@@ -18,19 +18,20 @@ export interface BenchEngine {
   cleanUp(): Promise<void>;
 }
 
-export const pgliteBench: BenchEngine = {
-  name: 'PGlite',
-  fresh: async (dir, name) => ({ location: { dataDir: join(dir, name) }, config: { data_dir: join(dir, name) } }),
-  cleanUp: async () => undefined,
-};
+/** PGlite in a data directory per server, at the default durability, or at 'os' (no fsync on the path: a bound). */
+function pgliteEngine(durability?: 'os'): BenchEngine {
+  const setting: { durability?: 'os' } = durability ? { durability } : {};
+  return {
+    name: 'PGlite',
+    ...setting,
+    fresh: async (dir, name) => ({ location: { dataDir: join(dir, name), ...setting }, config: { data_dir: join(dir, name), ...setting } }),
+    cleanUp: async () => undefined,
+  };
+}
 
+export const pgliteBench = pgliteEngine();
 /** Every server's store with store.durability: os: what a paced run's latency is without any fsync on its path. */
-export const pgliteOsBench: BenchEngine = {
-  name: 'PGlite',
-  durability: 'os',
-  fresh: async (dir, name) => ({ location: { dataDir: join(dir, name), durability: 'os' }, config: { data_dir: join(dir, name), durability: 'os' } }),
-  cleanUp: async () => undefined,
-};
+export const pgliteOsBench = pgliteEngine('os');
 
 const POSTGRES_BENCH_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 

@@ -181,7 +181,7 @@ async function main(): Promise<void> {
   }
   const chains = [oneHop, oneHopOs, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
   const failover = postgres && sections.has('failover') ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
-  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, [oneHop, oneHopPostgres, threeHops].flatMap((measured) => (measured ? [measured.memory] : [])), idleLinks, publish, failover, [...sections]);
+  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.filter((measured) => measured !== oneHopOs).map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
   printReport(report);
   const file = partial ? PARTIAL_RESULTS_FILE : RESULTS_FILE;
   writeReport(report, file);
