@@ -81,13 +81,26 @@ export class PgliteSocket extends Duplex {
     // In order, one at a time; the client may write the next statement before this one is answered.
     this.turn = this.turn.then(async () => {
       try {
-        const answer = await this.db.execProtocolRaw(message, { syncToFs: false });
-        if (answer.length > 0) this.push(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
+        const answer = await this.answerTo(message);
+        if (answer.length > 0) this.push(answer);
       } catch (error) {
         this.destroy(error as Error);
       }
     });
     done();
+  }
+
+  /**
+   * The engine's answer as raw bytes, copied out of its memory as it writes them. Not
+   * execProtocolRaw: that also parses every answer into JavaScript objects and keeps them
+   * in a list only execProtocol clears: every answer since the engine started stayed on
+   * the heap (a node's memory grew with each event it stored, without bound), and each
+   * major collection had more of it to mark.
+   */
+  private async answerTo(message: Buffer): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    await this.db.execProtocolRawStream(message, { syncToFs: false, onRawData: (data) => void chunks.push(Buffer.from(data)) });
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   }
 
   /**
