@@ -350,6 +350,19 @@ function insertParams(events: readonly CarriedEvent[]): unknown[][] {
   return columns;
 }
 
+/**
+ * A stored event built field by field, in the order of fromRowArray: every stored event
+ * then has one hidden class. A spread ({ ...event, localSeq }) of a decoded frame event
+ * gave each one a class of its own (V8's slow clone path), 2 maps per event in a
+ * receiver's heap, kept as long as the event is.
+ */
+function storedEvent(e: CarriedEvent, localSeq: number): StoredEvent {
+  return {
+    localSeq, id: e.id, chatId: e.chatId, origin: e.origin, seq: e.seq, prev: e.prev, hlcMs: e.hlcMs, hlcCounter: e.hlcCounter, senderUser: e.senderUser,
+    senderDevice: e.senderDevice, kind: e.kind, members: e.members, body: e.body, signature: e.signature, routingPolicy: e.routingPolicy, forwardTo: e.forwardTo ?? [],
+  };
+}
+
 /** PGlite's planner statistics are gathered once this many rows were appended (see SqlEventStore.append). */
 export const ANALYZE_AFTER_ROWS = 1_000;
 
@@ -413,7 +426,7 @@ export class SqlEventStore implements EventStore {
       // Each new row once, even if the request named its event twice.
       if (localSeq === undefined) continue;
       localSeqById.delete(id);
-      appended.push({ ...event, localSeq, forwardTo: event.forwardTo ?? [] });
+      appended.push(storedEvent(event, localSeq));
     }
     return appended;
   }
