@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chainEvent, cryptoReady, EVENT_BODY_BYTES_MAX, identityFromSeed, signEventId } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import { openEmbeddedStore, type EventStore } from '../store/index.js';
 import { BACKFILL_PAGE_EVENTS_MAX, Outbound } from './outbound.js';
+import { TAIL_EVENTS_MAX } from './queues/append-tail.js';
 
 const CHAT = 'chat-1';
 const SELF = 'server-self';
@@ -115,5 +116,32 @@ describe('a relay whose peer is served only part of a run', () => {
     // Only what PEER was served names FAR; the position stops at the last served event.
     expect(batch.forwards).toEqual([{ first: 0, count: 50, destinations: [FAR] }]);
     expect(batch.lastLinkSeq).toBe(batch.events[49]!.localSeq);
+  });
+});
+
+describe('a CTS receiving another origin\'s events', () => {
+  let store: EventStore;
+  beforeAll(async () => {
+    await cryptoReady();
+    store = await openEmbeddedStore();
+  });
+  afterAll(() => store?.close());
+
+  it('keeps its own events in the tail however many others arrive, and sends them without reading the store', async () => {
+    const cts = relay(store, false);
+    await cts.load();
+    const own = await store.append({ events: [chainEvent(SELF, undefined, {
+      chatId: 'chat-own', senderUser: `alice@${SELF}`, senderDevice: 'd', kind: EventKind.EVENT_KIND_CHAT_CREATED,
+      members: [`alice@${SELF}`, `bob@${PEER}`], body: Buffer.from('sealed'),
+    }, { ms: 1_000, counter: 0 })] });
+    cts.observe(own);
+    // More of another origin's events than the tail holds, as a partner's busy chat brings them.
+    const lastOwn = own.at(-1)!.localSeq;
+    const others = relayedChain(TAIL_EVENTS_MAX + 1, 16, new Set()).map((event, i) => ({ ...event, localSeq: lastOwn + 1 + i, forwardTo: [] }));
+    cts.observe(others);
+    const read = vi.spyOn(store, 'outboundEvents');
+    const batch = await cts.batchFor(PEER, 0, 512);
+    expect(batch.events.map((event) => event.id)).toEqual(own.map((event) => event.id));
+    expect(read).not.toHaveBeenCalled();
   });
 });

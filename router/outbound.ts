@@ -93,11 +93,16 @@ export class Outbound {
     if (!this.deps.replicated) this.tail = new AppendTail(this.lastAppended);
   }
 
-  /** Every append of this node, once committed and before links are woken. */
+  /**
+   * Every append of this node, once committed and before links are woken. A CTS sends
+   * only its own events, so only those go into its tail: another origin's events would
+   * fill it (evicting ours, sent then from the store) and be passed over by every link.
+   * A transit keeps them all, as a route that moves onto it gives stored ones destinations.
+   */
   observe(events: readonly StoredEvent[]): void {
     for (const event of events) {
       this.observeMembers(event);
-      this.tail?.push(event);
+      if (this.deps.transit || event.origin === this.deps.selfId) this.tail?.push(event);
       this.lastAppended = Math.max(this.lastAppended, event.localSeq);
     }
   }
