@@ -37,18 +37,25 @@ function relay(store: EventStore, transit: boolean): Outbound {
   return new Outbound({ selfId: SELF, identity: identityFromSeed(Buffer.alloc(32, 1)), store, transit, routes, rewindAll: () => undefined });
 }
 
-describe('backfill pages of another origin\'s chain', () => {
-  let store: EventStore;
+/** A fresh embedded store for one describe block, holding what `seed` appends before its tests run. */
+function storeOfBlock(seed?: (store: EventStore) => Promise<unknown>): () => EventStore {
+  let store: EventStore | undefined;
   beforeAll(async () => {
     await cryptoReady();
     store = await openEmbeddedStore();
+    await seed?.(store);
   });
   afterAll(() => store?.close());
+  return () => store!;
+}
+
+describe('backfill pages of another origin\'s chain', () => {
+  const store = storeOfBlock();
 
   it('are cut by size, end at a signature, are never empty while events remain, and say when more follow', async () => {
     // 100 events of the largest body (6.4 MiB, past the 4 MiB page budget), signed at 30 and 100 only.
-    await store.append({ events: relayedChain(100, EVENT_BODY_BYTES_MAX, new Set([30, 100])) });
-    const outbound = relay(store, true);
+    await store().append({ events: relayedChain(100, EVENT_BODY_BYTES_MAX, new Set([30, 100])) });
+    const outbound = relay(store(), true);
 
     const first = (await outbound.backfill(PEER, { chatId: CHAT, origin: OTHER, fromSeq: 1 }))![0]!;
     expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
@@ -69,17 +76,11 @@ describe('backfill pages of another origin\'s chain', () => {
 });
 
 describe('the send path of a relay', () => {
-  let store: EventStore;
-  beforeAll(async () => {
-    await cryptoReady();
-    store = await openEmbeddedStore();
-    // Brought by a hop that asked us to pass it on to PEER and FAR.
-    await store.append({ events: relayedChain(100, 64, new Set([30, 100])).map((event) => ({ ...event, forwardTo: [PEER, FAR] })) });
-  });
-  afterAll(() => store?.close());
+  // Brought by a hop that asked us to pass it on to PEER and FAR.
+  const store = storeOfBlock((seeded) => seeded.append({ events: relayedChain(100, 64, new Set([30, 100])).map((event) => ({ ...event, forwardTo: [PEER, FAR] })) }));
 
   it('passes another origin\'s events on only up to a signature they carry, reading on when the limit falls short of it', async () => {
-    const outbound = relay(store, true);
+    const outbound = relay(store(), true);
     await outbound.load();
     const first = await outbound.batchFor(PEER, 0, 40);
     expect(first.events.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
@@ -90,25 +91,18 @@ describe('the send path of a relay', () => {
     expect(second.events.map((e) => e.seq)).toEqual(Array.from({ length: 70 }, (_, i) => i + 31));
     // Nothing goes back to the origin, and a CTS (no transit) passes on no other origin's events.
     expect((await outbound.batchFor(OTHER, 0, 512)).events).toEqual([]);
-    const cts = relay(store, false);
+    const cts = relay(store(), false);
     await cts.load();
     expect((await cts.batchFor(PEER, 0, 512)).events).toEqual([]);
   });
 });
 
 describe('a relay whose peer is served only part of a run', () => {
-  let store: EventStore;
-  beforeAll(async () => {
-    await cryptoReady();
-    store = await openEmbeddedStore();
-    // The route to PEER moved onto us at seq 50: only 1..50 are to be passed on, and the run's signature is at 100.
-    const chain = relayedChain(100, 64, new Set([100]));
-    await store.append({ events: chain.map((event) => (event.seq <= 50 ? { ...event, forwardTo: [PEER, FAR] } : event)) });
-  });
-  afterAll(() => store?.close());
+  // The route to PEER moved onto us at seq 50: only 1..50 are to be passed on, and the run's signature is at 100.
+  const store = storeOfBlock((seeded) => seeded.append({ events: relayedChain(100, 64, new Set([100])).map((event) => (event.seq <= 50 ? { ...event, forwardTo: [PEER, FAR] } : event)) }));
 
   it('carries the run on to its signature, without moving the link past what was served', async () => {
-    const outbound = relay(store, true);
+    const outbound = relay(store(), true);
     await outbound.load();
     const batch = await outbound.batchFor(PEER, 0, 512);
     expect(batch.events.map((e) => e.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
@@ -120,17 +114,12 @@ describe('a relay whose peer is served only part of a run', () => {
 });
 
 describe('a CTS receiving another origin\'s events', () => {
-  let store: EventStore;
-  beforeAll(async () => {
-    await cryptoReady();
-    store = await openEmbeddedStore();
-  });
-  afterAll(() => store?.close());
+  const store = storeOfBlock();
 
   it('keeps its own events in the tail however many others arrive, and sends them without reading the store', async () => {
-    const cts = relay(store, false);
+    const cts = relay(store(), false);
     await cts.load();
-    const own = await store.append({ events: [chainEvent(SELF, undefined, {
+    const own = await store().append({ events: [chainEvent(SELF, undefined, {
       chatId: 'chat-own', senderUser: `alice@${SELF}`, senderDevice: 'd', kind: EventKind.EVENT_KIND_CHAT_CREATED,
       members: [`alice@${SELF}`, `bob@${PEER}`], body: Buffer.from('sealed'),
     }, { ms: 1_000, counter: 0 })] });
@@ -139,7 +128,7 @@ describe('a CTS receiving another origin\'s events', () => {
     const lastOwn = own.at(-1)!.localSeq;
     const others = relayedChain(TAIL_EVENTS_MAX + 1, 16, new Set()).map((event, i) => ({ ...event, localSeq: lastOwn + 1 + i, forwardTo: [] }));
     cts.observe(others);
-    const read = vi.spyOn(store, 'outboundEvents');
+    const read = vi.spyOn(store(), 'outboundEvents');
     const batch = await cts.batchFor(PEER, 0, 512);
     expect(batch.events.map((event) => event.id)).toEqual(own.map((event) => event.id));
     expect(read).not.toHaveBeenCalled();
