@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
+import { measureFsync } from './disk.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { pgliteBench, pgliteOsBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
@@ -25,7 +26,7 @@ import { measureFailover, type FailoverResult } from './failover.js';
 import { measurePublish } from './publish.js';
 import { PeerArrivals, runCase, runCatchUp, type CaseResult, type CaseSpec, type CatchUpResult } from './link-case.js';
 import { WakeCanary } from './wake-canary.js';
-import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MemoryResult } from './report.js';
+import { makeReport, printReport, TARGET_CATCH_UP, TARGET_IDLE_LINKS, TARGET_PACED_PER_S, writeReport, type MachineBounds, type MemoryResult } from './report.js';
 
 const BODY_BYTES = [256, 4096] as const;
 /** Events of a flat-out run, by body size: enough for steady state, few enough for the time budget. */
@@ -72,10 +73,12 @@ function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
   return [...throughput, ...paced];
 }
 
-/** Each engine's append, read-back and one-event commit, on a store of its own made as a server's would be. */
-async function measureBounds(dir: string, engines: readonly BenchEngine[]): Promise<{ verifyPerS: number; store: StoreBounds[] }> {
-  console.log(`machine bounds: Ed25519 verify; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
-  const verifyPerS = measureVerifyPerS();
+/** Ed25519 verify; the disk's paced fsync in the stores' directory; each engine's append, read-back and one-event commit, on a store of its own made as a server's would be. */
+async function measureBounds(dir: string, engines: readonly BenchEngine[]): Promise<MachineBounds> {
+  console.log(`machine bounds: Ed25519 verify; the disk's paced fsync; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
+  const ed25519VerifyPerS = measureVerifyPerS();
+  // As many writers as a chain has servers: one hop's two, three hops' four.
+  const fsync = [await measureFsync(dir, 2), await measureFsync(dir, 4)];
   const store: StoreBounds[] = [];
   for (const engine of engines) {
     try {
@@ -91,7 +94,7 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
       await engine.cleanUp();
     }
   }
-  return { verifyPerS, store };
+  return { ed25519VerifyPerS, store, fsync };
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
@@ -157,7 +160,7 @@ async function main(): Promise<void> {
   const postgresMissing = await postgresBenchUnavailable();
   if (postgresMissing) console.warn(`bench: the PostgreSQL cases are left out: ${postgresMissing}`);
   const postgres = postgresMissing ? undefined : postgresBench();
-  const { verifyPerS, store } = await measureBounds(dir, postgres ? [pgliteBench, postgres] : [pgliteBench]);
+  const bounds = await measureBounds(dir, postgres ? [pgliteBench, postgres] : [pgliteBench]);
   const canary = new WakeCanary();
   process.once('exit', () => canary.close());
   const chain = async (section: Section, hops: Hops, engine?: BenchEngine) => (sections.has(section) ? measureChain(dir, canary, hops, engine) : undefined);
@@ -181,7 +184,7 @@ async function main(): Promise<void> {
   }
   const chains = [oneHop, oneHopOs, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
   const failover = postgres && sections.has('failover') ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
-  const report = makeReport(verifyPerS, store, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.filter((measured) => measured !== oneHopOs).map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
+  const report = makeReport(bounds, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.filter((measured) => measured !== oneHopOs).map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
   printReport(report);
   const file = partial ? PARTIAL_RESULTS_FILE : RESULTS_FILE;
   writeReport(report, file);

@@ -7,6 +7,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
+import type { FsyncBounds } from './disk.js';
 import type { IdleLinksResult } from './idle-links.js';
 import type { FailoverResult } from './failover.js';
 import type { PublishBenchResult } from './publish.js';
@@ -58,6 +59,14 @@ export interface MemoryResult {
   loaded: { origin: number; peer: number; transits: number[] };
 }
 
+/** Measured in the same run as the cases: what this machine allows, without our code (Ed25519, the disk) or with the store alone. */
+export interface MachineBounds {
+  ed25519VerifyPerS: number;
+  store: StoreBounds[];
+  /** The disk's paced fsync, with as many writers as a chain has servers. */
+  fsync: FsyncBounds[];
+}
+
 export interface Report {
   date: string;
   node: string;
@@ -65,7 +74,7 @@ export interface Report {
   cpuModel: string;
   durability: string;
   targets: { byHops: typeof TARGETS; postgres: typeof TARGET_POSTGRES; atPerS: number; catchUp: typeof TARGET_CATCH_UP; idleLinks: typeof TARGET_IDLE_LINKS };
-  bounds: { ed25519VerifyPerS: number; store: StoreBounds[] };
+  bounds: MachineBounds;
   cases: CaseResult[];
   catchUp: CatchUpResult | undefined;
   memory: MemoryResult[];
@@ -80,8 +89,7 @@ export interface Report {
 }
 
 export function makeReport(
-  verifyPerS: number,
-  store: StoreBounds[],
+  bounds: MachineBounds,
   cases: CaseResult[],
   catchUp: CatchUpResult | undefined,
   memory: MemoryResult[],
@@ -97,7 +105,7 @@ export function makeReport(
     cpuModel: cpus()[0]?.model ?? 'unknown',
     durability: Object.values(DURABILITY).map((durability) => durability.full).join(' '),
     targets: { byHops: TARGETS, postgres: TARGET_POSTGRES, atPerS: TARGET_PACED_PER_S, catchUp: TARGET_CATCH_UP, idleLinks: TARGET_IDLE_LINKS },
-    bounds: { ed25519VerifyPerS: verifyPerS, store },
+    bounds,
     cases,
     catchUp,
     memory,
@@ -156,9 +164,12 @@ function caseRows(result: CaseResult, report: Report): Row[] {
     const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the links carried only ${count(result.eventsPerS)}/s` : '';
     // Each of those commits, and each frame between them, is a wake-up of a server's thread: it waits for a core first.
     const wake = result.wake ? `; a ready process waited for a core p99 ${ms(result.wake.p99Ms)} ms, slowest ${ms(result.wake.maxMs)} ms (idle canary)` : '';
+    // Each of those commits waits for the disk: its paced fsync with as many servers writing at once, outside any code of ours.
+    const disk = report.bounds.fsync.find((bound) => bound.writers === result.hops + 1);
+    const fsync = disk && !result.durability && result.engine === 'PGlite' ? `; the disk alone, ${disk.writers} writers: an fsync p50 ${ms(disk.p50Ms)} / p99 ${ms(disk.p99Ms)} ms` : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, wantedP99, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone${wake}; ${inStore}`, durable],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone${fsync}${wake}; ${inStore}`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -234,6 +245,10 @@ function failoverRows(report: Report): Row[] {
 function boundRows(report: Report): Row[] {
   const verify = report.bounds.ed25519VerifyPerS;
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
+  for (const disk of report.bounds.fsync) {
+    rows.push([`disk fsync, 8 KiB page, ${disk.writers} writers`, `${ms(disk.p50Ms)} / ${ms(disk.p99Ms)} / ${ms(disk.maxMs)} ms`, '', '',
+      `p50 / p99 / slowest of ${count(disk.samples)}, each writer its own process, a page and an fsync every ${disk.paceMs} ms or more: what each commit of a server waits for at the paced rate`, 'fsync']);
+  }
   for (const store of report.bounds.store) {
     const body = size(store.bodyBytes);
     const durable = store.durability ?? DURABILITY[store.engine].short;

@@ -1,0 +1,47 @@
+/**
+ * One writer of the disk-fsync bound (bench/disk.ts), in a process of its own as each
+ * server is: writes an 8 KiB page into a file made like a WAL segment and fsyncs it,
+ * every FSYNC_PACE_MS, SAMPLES times; sends the times to the parent and removes its file.
+ * Stops by itself, and when the parent goes away.
+ */
+import { closeSync, fsyncSync, ftruncateSync, openSync, rmSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sharedNowMs } from './clock.js';
+
+const PAGE_BYTES = 8192;
+/** A WAL segment's size: the page moves through it as a log's tail does. */
+const FILE_BYTES = 16 * 1024 * 1024;
+
+export interface WriterTask {
+  file: string;
+  samples: number;
+  paceMs: number;
+}
+
+async function timeFsyncs({ file, samples, paceMs }: WriterTask): Promise<number[]> {
+  const fd = openSync(file, 'w+');
+  try {
+    ftruncateSync(fd, FILE_BYTES);
+    const page = Buffer.alloc(PAGE_BYTES, 0x5a);
+    const times: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const start = sharedNowMs();
+      writeSync(fd, page, 0, PAGE_BYTES, (i * PAGE_BYTES) % FILE_BYTES);
+      fsyncSync(fd);
+      times.push(sharedNowMs() - start);
+      await sleep(paceMs);
+    }
+    return times;
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
+}
+
+process.once('disconnect', () => process.exit(0));
+process.once('message', (task: WriterTask) => {
+  timeFsyncs(task).then(
+    (times) => process.send?.({ times }, () => process.exit(0)),
+    (error: Error) => process.send?.({ error: error.message }, () => process.exit(1)),
+  );
+});
