@@ -27,13 +27,14 @@ export type { AppendReport };
 
 export type Hops = 1 | 3;
 
-/** CPU time each process has used so far, in ms (the transits' together), and the origin's and destination's time in store appends. */
+/** CPU time each process has used so far, in ms (the transits' together), and each one's time in store appends (the transits' together). */
 export interface ChainUsage {
   origin: number;
   peer: number;
   transits: number;
   originStore: AppendTime;
   peerStore: AppendTime;
+  transitsStore: AppendTime;
 }
 
 type PeerUsage = Extract<FromPeer, { type: 'cpu' }>;
@@ -251,6 +252,7 @@ export async function startChain(dir: string, hops: Hops, engine: BenchEngine = 
         transits: transitUsage.reduce((sum, usage) => sum + usage.cpuMs, 0),
         originStore: { ...originStoreTime },
         peerStore: peerUsage!.store,
+        transitsStore: transitUsage.reduce((sum, usage) => ({ ms: sum.ms + usage.store.ms, appends: sum.appends + usage.store.appends }), { ms: 0, appends: 0 }),
       };
     },
     rssBytes: async () => {

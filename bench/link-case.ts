@@ -60,6 +60,9 @@ export interface CaseResult {
   originAppendMs: number;
   peerInStore: number;
   peerAppendMs: number;
+  /** The same for each transit (their mean); absent for one hop. */
+  transitsInStore?: number;
+  transitsAppendMs?: number;
   /** Cores' worth of CPU other processes on the machine used meanwhile (undefined without /proc/stat): above ~0.1 the figures are low. */
   otherBusy: number | undefined;
   /** How late an idle process's 1 ms wake-ups came meanwhile (bench/wake-canary.ts); paced runs only. */
@@ -227,6 +230,8 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
   const processes = (cpu: { origin: number; peer: number; transits: number }) => cpu.origin + cpu.peer + cpu.transits;
   const inStore = (before: AppendTime, after: AppendTime) => ({ share: (after.ms - before.ms) / runMs, meanMs: (after.ms - before.ms) / Math.max(1, after.appends - before.appends) });
   const [originStore, peerStore] = [inStore(cpuBefore.originStore, cpuAfter.originStore), inStore(cpuBefore.peerStore, cpuAfter.peerStore)];
+  const transitsStore = inStore(cpuBefore.transitsStore, cpuAfter.transitsStore);
+  const transits = pair.hops - 1;
   return {
     name: spec.name,
     hops: pair.hops,
@@ -251,6 +256,7 @@ export async function runCase(pair: LinkedChain, arrivals: PeerArrivals, spec: C
     originAppendMs: originStore.meanMs,
     peerInStore: peerStore.share,
     peerAppendMs: peerStore.meanMs,
+    ...(transits > 0 ? { transitsInStore: transitsStore.share / transits, transitsAppendMs: transitsStore.meanMs } : {}),
     otherBusy:
       cpuBefore.machine === undefined || cpuAfter.machine === undefined
         ? undefined

@@ -153,7 +153,8 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   const busy = [result.originBusy, result.transitsBusy, result.peerBusy, result.otherBusy].map((share) => (share === undefined ? '?' : percent(share))).join(' / ');
   const batching = `${result.eventsPerCommit.toFixed(1)} ev/commit, ${result.eventsPerFrame.toFixed(1)} ev/frame`;
   // Measured inside the running nodes: on PGlite the node's thread does nothing else meanwhile.
-  const inStore = `in store appends: origin ${percent(result.originInStore)} of the run at ${ms(result.originAppendMs)} ms each, destination ${percent(result.peerInStore)} at ${ms(result.peerAppendMs)} ms`;
+  const transits = result.transitsInStore === undefined ? '' : `, each transit ${percent(result.transitsInStore)} at ${ms(result.transitsAppendMs!)} ms`;
+  const inStore = `in store appends: origin ${percent(result.originInStore)} of the run at ${ms(result.originAppendMs)} ms each, destination ${percent(result.peerInStore)} at ${ms(result.peerAppendMs)} ms${transits}`;
   const target = result.engine === 'PostgreSQL' ? TARGET_POSTGRES : TARGETS[result.hops];
   const hops = `${result.hops === 1 ? 'one hop' : `${result.hops} hops`}${result.engine === 'PGlite' ? '' : ` on ${result.engine}`}${result.durability ? `, no fsync (${result.durability})` : ''}`;
   if (result.ratePerS) {
