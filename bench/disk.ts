@@ -11,8 +11,8 @@ import { percentile } from './clock.js';
 import type { WriterTask } from './fsync-writer.js';
 
 /** Each writer's page + fsync, then at least this long asleep (a timer's least): a commit every 1.5–2 ms, as a server makes at the paced 1,000/s (1.5–3 events a commit). */
-export const FSYNC_PACE_MS = 1;
-export const FSYNC_SAMPLES = 1_000;
+const FSYNC_PACE_MS = 1;
+const FSYNC_SAMPLES = 1_000;
 /** Past this the writers are killed and the bound is left out. */
 const FSYNC_LIMIT_MS = 30_000;
 
