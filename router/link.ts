@@ -11,7 +11,7 @@ import type { ChainGap, Inbound, InboundOutcome } from './inbound.js';
 import type { Outbound } from './outbound.js';
 import { BATCH_EVENTS_MAX } from './limits.js';
 import { withForwards } from './queues/forwards.js';
-import { Notifier } from './serial.js';
+import { Notifier, type CommitPacer } from './serial.js';
 
 export { BATCH_EVENTS_MAX };
 
@@ -20,6 +20,8 @@ export interface LinkDeps {
   logger: Logger;
   now: Now;
   inbound: Inbound;
+  /** The node's commit spacing: a run of batches waits for it, and what arrives meanwhile joins the run. */
+  pacer: CommitPacer;
   outbound: Outbound;
   /** Notified whenever this node appends events (a sender may have work). */
   appended: Notifier;
@@ -294,6 +296,8 @@ export class LinkSession {
         await this.inboxChanged.changedSince(version);
         continue;
       }
+      if (isBatch(this.inbox[0]!)) await this.deps.pacer.ready();
+      if (this.end) return;
       const batches = this.takeBatches();
       const frame = batches.length === 0 ? this.inbox.shift()! : undefined;
       this.inboxChanged.notify();
