@@ -4,7 +4,7 @@
  * events a link carries. A link figure is only meaningful next to these.
  */
 import { randomBytes } from 'node:crypto';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { chainEvent, identityFromSeed, verifySignature, type ChainPosition } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { EngineName } from './engines.js';
@@ -15,8 +15,16 @@ import { percentile, sharedNowMs } from './clock.js';
 export const VERIFY_SAMPLE_MS = 1_000;
 /** Events per append transaction: the node's LOCAL_BATCH_EVENTS_MAX and a link frame's default batch_events. */
 export const STORE_BATCH_EVENTS = 512;
-/** Single-event commits timed: the median is the per-hop latency floor, the tail the engine's own stalls. */
+/** Single-event commits timed back to back: the median is the per-hop latency floor, the tail the engine's own stalls. */
 export const COMMIT_SAMPLES = 3_000;
+/**
+ * Single-event commits timed at a paced server's rhythm, each after a pause of at least
+ * PACED_COMMIT_PAUSE_MS: on this machine a commit that follows a pause costs several
+ * times the CPU and time of one that follows another at once (the engine's memory and
+ * the disk have gone cold meanwhile), while plain JavaScript does not slow.
+ */
+export const PACED_COMMIT_SAMPLES = 1_000;
+export const PACED_COMMIT_PAUSE_MS = 1;
 
 export interface StoreBounds {
   engine: EngineName;
@@ -34,6 +42,19 @@ export interface StoreBounds {
   /** The same commits' 99th percentile and slowest: the engine's stalls. */
   commitOneP99Ms: number;
   commitOneMaxMs: number;
+  /** The process's CPU (user and system, every thread) per one of those commits. */
+  commitOneCpuMs: number;
+  /** One-event commits each after a pause (PACED_COMMIT_PAUSE_MS): their median, 99th percentile and CPU each. */
+  pacedCommitMs: number;
+  pacedCommitP99Ms: number;
+  pacedCommitCpuMs: number;
+}
+
+interface CommitTimes {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  cpuMs: number;
 }
 
 export function measureVerifyPerS(): number {
@@ -97,17 +118,21 @@ async function timeReadBack(store: EventStore, rows: number): Promise<number> {
   return (read / (sharedNowMs() - start)) * 1000;
 }
 
-async function timeSingleCommits(store: EventStore, bodyBytes: number): Promise<Pick<StoreBounds, 'commitOneMs' | 'commitOneP99Ms' | 'commitOneMaxMs'>> {
-  const events = sampleChain('single-commits', bodyBytes, COMMIT_SAMPLES);
-  const samples: number[] = [];
+/** One-event commits in a chat of their own, each after `pauseMs` (0: the next turn of the event loop). */
+async function timeSingleCommits(store: EventStore, chatId: string, bodyBytes: number, samples: number, pauseMs: number): Promise<CommitTimes> {
+  const events = sampleChain(chatId, bodyBytes, samples);
+  const times: number[] = [];
+  const cpuBefore = process.cpuUsage();
   for (const event of events) {
     const start = sharedNowMs();
     await store.append({ events: [event] });
-    samples.push(sharedNowMs() - start);
-    await nextTurn();
+    times.push(sharedNowMs() - start);
+    if (pauseMs > 0) await sleep(pauseMs);
+    else await nextTurn();
   }
-  samples.sort((a, b) => a - b);
-  return { commitOneMs: percentile(samples, 0.5), commitOneP99Ms: percentile(samples, 0.99), commitOneMaxMs: samples.at(-1)! };
+  const cpu = process.cpuUsage(cpuBefore);
+  times.sort((a, b) => a - b);
+  return { p50Ms: percentile(times, 0.5), p99Ms: percentile(times, 0.99), maxMs: times.at(-1)!, cpuMs: (cpu.user + cpu.system) / 1000 / events.length };
 }
 
 /**
@@ -121,8 +146,13 @@ export async function measureStore(engine: EngineName, location: StoreLocation, 
     const chain = sampleChain('batch-appends', bodyBytes, events);
     const appendRowsPerS = await timeBatchAppends(store, chain);
     const readBackRowsPerS = await timeReadBack(store, chain.length);
-    const commits = await timeSingleCommits(store, bodyBytes);
-    return { engine, ...(location.durability ? { durability: location.durability } : {}), bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS, ...commits };
+    const once = await timeSingleCommits(store, 'single-commits', bodyBytes, COMMIT_SAMPLES, 0);
+    const paced = await timeSingleCommits(store, 'paced-commits', bodyBytes, PACED_COMMIT_SAMPLES, PACED_COMMIT_PAUSE_MS);
+    return {
+      engine, ...(location.durability ? { durability: location.durability } : {}), bodyBytes, chatEvents: events, appendRowsPerS, readBackRowsPerS,
+      commitOneMs: once.p50Ms, commitOneP99Ms: once.p99Ms, commitOneMaxMs: once.maxMs, commitOneCpuMs: once.cpuMs,
+      pacedCommitMs: paced.p50Ms, pacedCommitP99Ms: paced.p99Ms, pacedCommitCpuMs: paced.cpuMs,
+    };
   } finally {
     await store.close();
   }

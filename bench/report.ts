@@ -6,7 +6,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
+import { COMMIT_SAMPLES, PACED_COMMIT_PAUSE_MS, PACED_COMMIT_SAMPLES, type StoreBounds } from './bounds.js';
 import type { FsyncBounds } from './disk.js';
 import type { IdleLinksResult } from './idle-links.js';
 import type { FailoverResult } from './failover.js';
@@ -160,8 +160,10 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   if (result.ratePerS) {
     // Without fsync the row is a bound beside the others, not a result against a target.
     const wantedP99 = result.durability ? 'bound, no target' : `p99 < ${target.p99Ms} ms`;
-    // Each server sends from memory (router/queues/append-tail.ts): a hop costs a commit at each end.
-    const floorMs = bounds.commitOneMs * (result.hops + 1);
+    // Each server sends from memory (router/queues/append-tail.ts): a hop costs a commit at each end,
+    // and at a pace each commit follows a pause: the paced commit, not the back-to-back one, is the floor.
+    const floorMs = bounds.pacedCommitMs * (result.hops + 1);
+    const commitCpu = `each costs ${ms(bounds.pacedCommitCpuMs)} ms of CPU at this pace, ${ms(bounds.commitOneCpuMs)} ms back to back`;
     const shortfall = result.eventsPerS < result.ratePerS * 0.95 ? `, the links carried only ${count(result.eventsPerS)}/s` : '';
     // Each of those commits, and each frame between them, is a wake-up of a server's thread: it waits for a core first.
     const wake = result.wake ? `; a ready process waited for a core p99 ${ms(result.wake.p99Ms)} ms, slowest ${ms(result.wake.maxMs)} ms (idle canary)` : '';
@@ -170,7 +172,7 @@ function caseRows(result: CaseResult, report: Report): Row[] {
     const fsync = disk && !result.durability && result.engine === 'PGlite' ? `; the disk alone, ${disk.writers} writers: an fsync p50 ${ms(disk.p50Ms)} / p99 ${ms(disk.p99Ms)} ms` : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, wantedP99, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} commits ≈ ${ms(floorMs)} ms alone${fsync}${wake}; ${inStore}`, durable],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} paced commits ≈ ${ms(floorMs)} ms alone (${commitCpu})${fsync}${wake}; ${inStore}`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -260,6 +262,10 @@ function boundRows(report: Report): Row[] {
       [`${engine} one-event commit, ${body}`, `${ms(store.commitOneMs)} ms`, '', '', 'p50; the floor of each hop at low load', durable],
       [`  p99 / slowest of ${count(COMMIT_SAMPLES)}`, `${ms(store.commitOneP99Ms)} / ${ms(store.commitOneMaxMs)} ms`, '', '',
         "single commits' tail: how much of a hop's p99 the engine's own stalls can explain", durable],
+      [`  CPU per commit`, `${ms(store.commitOneCpuMs)} ms`, '', '', 'user and system, every thread of the process: what a busy server pays per commit', durable],
+      [`${engine} one-event commit every ${PACED_COMMIT_PAUSE_MS} ms, ${body}`, `${ms(store.pacedCommitMs)} / ${ms(store.pacedCommitP99Ms)} ms`, '', '',
+        `p50 / p99 of ${count(PACED_COMMIT_SAMPLES)}, each after a pause of ${PACED_COMMIT_PAUSE_MS} ms or more: a paced server's commit; the engine and the disk go cold meanwhile`, durable],
+      [`  CPU per paced commit`, `${ms(store.pacedCommitCpuMs)} ms`, '', '', 'the same work as a back-to-back commit, the CPU it costs after a pause', durable],
     );
   }
   return rows;
