@@ -9,7 +9,10 @@ import { chainEvent, identityFromSeed, verifySignature, type ChainPosition } fro
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { EngineName } from './engines.js';
 import { openStore, type EventStore, type StoreLocation } from '../store/index.js';
+import { join } from 'node:path';
 import { percentile, sharedNowMs } from './clock.js';
+import type { AppendTask } from './append-writer.js';
+import { runTogether } from './together.js';
 
 /** How long the verify loop runs. */
 export const VERIFY_SAMPLE_MS = 1_000;
@@ -19,9 +22,9 @@ export const STORE_BATCH_EVENTS = 512;
 export const COMMIT_SAMPLES = 3_000;
 /**
  * Single-event commits timed at a paced server's rhythm, each after a pause of at least
- * PACED_COMMIT_PAUSE_MS: on this machine a commit that follows a pause costs several
- * times the CPU and time of one that follows another at once (the engine's memory and
- * the disk have gone cold meanwhile), while plain JavaScript does not slow.
+ * PACED_COMMIT_PAUSE_MS: a commit that follows a pause can cost more time and CPU than
+ * one that follows another at once (the engine's memory and the disk go cold meanwhile),
+ * the more so the longer the pause.
  */
 export const PACED_COMMIT_SAMPLES = 1_000;
 export const PACED_COMMIT_PAUSE_MS = 1;
@@ -74,7 +77,7 @@ const ORIGIN = 'bench-origin';
 const PEER = 'bench-peer';
 
 /** One chat's chain from this origin: a chat-created event naming both servers, then messages. */
-function sampleChain(chatId: string, bodyBytes: number, count: number): Event[] {
+export function sampleChain(chatId: string, bodyBytes: number, count: number): Event[] {
   const events: Event[] = [];
   let head: ChainPosition | undefined;
   for (let i = 0; i < count; i++) {
@@ -96,7 +99,7 @@ function sampleChain(chatId: string, bodyBytes: number, count: number): Event[] 
 // Each loop below yields a turn of the event loop per batch, so the bench's time limit
 // and Ctrl-C are heard: PGlite itself resolves on promise callbacks alone.
 
-async function timeBatchAppends(store: EventStore, events: Event[]): Promise<number> {
+export async function timeBatchAppends(store: EventStore, events: Event[]): Promise<number> {
   const start = sharedNowMs();
   for (let i = 0; i < events.length; i += STORE_BATCH_EVENTS) {
     await store.append({ events: events.slice(i, i + STORE_BATCH_EVENTS) });
@@ -158,3 +161,26 @@ export async function measureStore(engine: EngineName, location: StoreLocation, 
   }
 }
 
+
+/** Past this the stores appending together are killed and the bench fails. */
+const APPENDS_TOGETHER_LIMIT_MS = 60_000;
+
+export interface AppendsTogether {
+  /** Stores appending at once, each in its own process, each on its own embedded store with fsync. */
+  stores: number;
+  bodyBytes: number;
+  /** Each store's rows/s while all of them append. */
+  rowsPerS: number[];
+}
+
+/**
+ * The append ceiling of `stores` embedded stores appending at the same moment, as the
+ * servers of a chain do under load: on a machine with fewer cores than stores, or whose
+ * cores share caches, each gets less than one store alone. No code of ours but the
+ * append itself is in this figure.
+ */
+export async function measureAppendsTogether(dir: string, stores: number, bodyBytes: number, events: number): Promise<AppendsTogether> {
+  const tasks: AppendTask[] = Array.from({ length: stores }, (_, index) => ({ dataDir: join(dir, `together-${stores}-${index}`), bodyBytes, events }));
+  const rowsPerS = await runTogether<AppendTask, number>(new URL('./append-writer.js', import.meta.url), tasks, APPENDS_TOGETHER_LIMIT_MS);
+  return { stores, bodyBytes, rowsPerS };
+}

@@ -3,7 +3,7 @@
  * process. Measures the machine's bounds (Ed25519 verify, PGlite append and read-back),
  * then one hop's throughput and end-to-end latency for 256 B and 4 KiB bodies, flat out
  * and at a paced 1,000 events/s; the same at 256 B over three hops (through an ETS and an
- * RTS); a destination catching up on 100,000 stored events; each server's memory; and an
+ * RTS), on PGlite and on PostgreSQL; a destination catching up on 100,000 stored events; each server's memory; and an
  * RTS holding 1,000 idle trust links; publishing to Kafka through the outbox. Prints one table and writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
  *
  * One hop is also run paced with every store at store.durability: os, beside the others
@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
-import { measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
+import { measureAppendsTogether, measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { measureFsync } from './disk.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { pgliteBench, pgliteOsBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
@@ -40,12 +40,12 @@ const PACED_IN_FLIGHT_MAX = 4_096;
 const WARMUP_EVENTS = 2_000;
 const CASE_TIME_LIMIT_MS = 60_000;
 /** The whole bench: past this it kills the servers, removes their files and exits non-zero. */
-const BENCH_TIME_LIMIT_MS = 720_000;
+const BENCH_TIME_LIMIT_MS = 900_000;
 const RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link.json', import.meta.url));
 const PARTIAL_RESULTS_FILE = fileURLToPath(new URL('../../bench/results/link-only.json', import.meta.url));
 
 /** The parts of the bench beyond the machine bounds (which every run measures: each row's bound is read from them). */
-const SECTIONS = ['one-hop', 'one-hop-os', 'one-hop-postgres', 'three-hops', 'idle-links', 'kafka', 'failover'] as const;
+const SECTIONS = ['one-hop', 'one-hop-os', 'one-hop-postgres', 'three-hops', 'three-hops-postgres', 'idle-links', 'kafka', 'failover'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** The sections BENCH_ONLY names (all without it); an unknown name is refused with the list. */
@@ -79,6 +79,8 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
   const ed25519VerifyPerS = measureVerifyPerS();
   // As many writers as a chain has servers: one hop's two, three hops' four.
   const fsync = [await measureFsync(dir, 2), await measureFsync(dir, 4)];
+  // Likewise the embedded store's append ceiling, each end of a link appending while the other does.
+  const appendsTogether = [await measureAppendsTogether(dir, 2, 256, THROUGHPUT_EVENTS[256]), await measureAppendsTogether(dir, 4, 256, THROUGHPUT_EVENTS[256])];
   const store: StoreBounds[] = [];
   for (const engine of engines) {
     try {
@@ -94,7 +96,7 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
       await engine.cleanUp();
     }
   }
-  return { ed25519VerifyPerS, store, fsync };
+  return { ed25519VerifyPerS, store, fsync, appendsTogether };
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */
@@ -168,6 +170,8 @@ async function main(): Promise<void> {
   const oneHopOs = await chain('one-hop-os', 1, pgliteOsBench);
   const oneHopPostgres = postgres ? await chain('one-hop-postgres', 1, postgres) : undefined;
   const threeHops = await chain('three-hops', 3);
+  // The same chain with each server on its own PostgreSQL database: what the embedded engine costs a transit.
+  const threeHopsPostgres = postgres ? await chain('three-hops-postgres', 3, postgres) : undefined;
   canary.close();
   let idleLinks;
   if (sections.has('idle-links')) {
@@ -182,7 +186,7 @@ async function main(): Promise<void> {
       return undefined;
     });
   }
-  const chains = [oneHop, oneHopOs, oneHopPostgres, threeHops].filter((measured) => measured !== undefined);
+  const chains = [oneHop, oneHopOs, oneHopPostgres, threeHops, threeHopsPostgres].filter((measured) => measured !== undefined);
   const failover = postgres && sections.has('failover') ? await measureFailoverOrSay(join(dir, 'failover')) : undefined;
   const report = makeReport(bounds, chains.flatMap((measured) => measured.cases), oneHop?.catchUp, chains.filter((measured) => measured !== oneHopOs).map((measured) => measured.memory), idleLinks, publish, failover, [...sections]);
   printReport(report);
