@@ -34,14 +34,14 @@ describe('CommitPacer', () => {
     expect(next.resolved()).toBe(true);
   });
 
-  it('starts callers that wait together one spacing apart', async () => {
+  it('lets callers that wait together all start once the spacing has passed, none waiting longer', async () => {
     const pacer = new CommitPacer(2, () => Date.now());
     await pacer.ready();
     const second = watch(pacer);
     const third = watch(pacer);
-    await vi.advanceTimersByTimeAsync(2);
-    expect([second.resolved(), third.resolved()]).toEqual([true, false]);
-    await vi.advanceTimersByTimeAsync(2);
-    expect(third.resolved()).toBe(true);
+    await vi.advanceTimersByTimeAsync(1);
+    expect([second.resolved(), third.resolved()]).toEqual([false, false]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect([second.resolved(), third.resolved()]).toEqual([true, true]);
   });
 });

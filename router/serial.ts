@@ -41,7 +41,8 @@ export class Notifier {
  * chat) each would be a commit of its own, and the commits alone would fill a core.
  * Waiting out the spacing lets what arrives meanwhile join the next commit. A commit
  * that comes after a quiet spell starts at once: only a node already committing more
- * than 1000 / spacingMs times a second waits, and never longer than the spacing.
+ * than 1000 / spacingMs times a second waits, and never longer than the spacing, however
+ * many links wait with it (they then take their turns in the node's serial queue).
  */
 export class CommitPacer {
   private lastStart = -Infinity;
@@ -51,12 +52,10 @@ export class CommitPacer {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Resolves when a commit may start; the start is counted from the call, at the time it is allowed. */
+  /** Resolves when a commit may start, and counts one as started then. */
   async ready(): Promise<void> {
-    // Taken at the call: callers that wait together start one spacing apart, not at once.
-    const now = this.now();
-    const startAt = Math.max(now, this.lastStart + this.spacingMs);
-    this.lastStart = startAt;
-    if (startAt > now) await new Promise((resolve) => setTimeout(resolve, startAt - now));
+    const wait = this.lastStart + this.spacingMs - this.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.lastStart = Math.max(this.lastStart, this.now());
   }
 }
