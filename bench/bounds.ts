@@ -1,15 +1,16 @@
 /**
  * The machine's own bounds, measured in the same run as the link: how fast this core
- * verifies Ed25519 and how fast PGlite on a data directory appends and reads back the
- * events a link carries. A link figure is only meaningful next to these.
+ * verifies Ed25519; how fast each engine appends, reads back and commits one at a time
+ * the events a link carries; and how fast embedded stores append when several do at
+ * once, as a chain's servers do. A link figure is only meaningful next to these.
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { chainEvent, identityFromSeed, verifySignature, type ChainPosition } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
 import type { EngineName } from './engines.js';
 import { openStore, type EventStore, type StoreLocation } from '../store/index.js';
-import { join } from 'node:path';
 import { percentile, sharedNowMs } from './clock.js';
 import type { AppendTask } from './append-writer.js';
 import { runTogether } from './together.js';
@@ -160,7 +161,6 @@ export async function measureStore(engine: EngineName, location: StoreLocation, 
     await store.close();
   }
 }
-
 
 /** Past this the stores appending together are killed and the bench fails. */
 const APPENDS_TOGETHER_LIMIT_MS = 60_000;

@@ -3,8 +3,10 @@
  * process. Measures the machine's bounds (Ed25519 verify, PGlite append and read-back),
  * then one hop's throughput and end-to-end latency for 256 B and 4 KiB bodies, flat out
  * and at a paced 1,000 events/s; the same at 256 B over three hops (through an ETS and an
- * RTS), on PGlite and on PostgreSQL; a destination catching up on 100,000 stored events; each server's memory; and an
- * RTS holding 1,000 idle trust links; publishing to Kafka through the outbox. Prints one table and writes bench/results/link.json. Every run stops by itself within BENCH_TIME_LIMIT_MS.
+ * RTS), on PGlite and on PostgreSQL; a destination catching up on 100,000 stored events;
+ * each server's memory; an RTS holding 1,000 idle trust links; publishing to Kafka through
+ * the outbox. Prints one table and writes bench/results/link.json. Every run stops by
+ * itself within BENCH_TIME_LIMIT_MS.
  *
  * One hop is also run paced with every store at store.durability: os, beside the others
  * as a bound: what the latency is with no fsync on the path at all.

@@ -183,7 +183,8 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   const share = result.eventsPerS / bounds.appendRowsPerS;
   // Every server of the chain appends at the same moment: the ceiling each one has then, beside the lone store's.
   const together = result.engine === 'PGlite' ? report.bounds.appendsTogether.find((bound) => bound.stores === result.hops + 1 && bound.bodyBytes === result.bodyBytes) : undefined;
-  const appendingTogether = together ? `; ${together.stores} stores appending at once: ${count(meanOf(together.rowsPerS))} rows/s each, ${percent(meanOf(together.rowsPerS) / bounds.appendRowsPerS)} of that ceiling; the link carried ${percent(result.eventsPerS / meanOf(together.rowsPerS))} of this one` : '';
+  const each = together && meanOf(together.rowsPerS);
+  const appendingTogether = together && each ? `; ${together.stores} stores appending at once: ${count(each)} rows/s each, ${percent(each / bounds.appendRowsPerS)} of that ceiling; the link carried ${percent(result.eventsPerS / each)} of this one` : '';
   const ofAppend = result.hops === 1 && result.engine === 'PGlite' ? `, ${percent(TARGET_SHARE_OF_APPEND)} of append` : '';
   const wanted = `${count(target.eventsPerS)} ev/s${ofAppend}`;
   return [

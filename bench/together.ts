@@ -10,6 +10,7 @@ type ChildMessage<Answer> = { ready: true } | { answer: Answer } | { error: stri
 
 /** Forks `script` once per task; resolves with each child's answer, in task order. */
 export async function runTogether<Task extends Serializable, Answer>(script: URL, tasks: readonly Task[], limitMs: number): Promise<Answer[]> {
+  const name = script.pathname.split('/').pop();
   const children: ChildProcess[] = [];
   const limit = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), limitMs);
   let ready = 0;
@@ -23,9 +24,9 @@ export async function runTogether<Task extends Serializable, Answer>(script: URL
             ready += 1;
             if (ready === tasks.length) children.forEach((each) => each.send({ go: true }));
           } else if ('answer' in message) resolve(message.answer);
-          else reject(new Error(`${script.pathname.split('/').pop()}: ${message.error}`));
+          else reject(new Error(`${name}: ${message.error}`));
         });
-        child.once('exit', (code) => reject(new Error(`${script.pathname.split('/').pop()} exited (${code ?? 'killed'}) before answering`)));
+        child.once('exit', (code) => reject(new Error(`${name} exited (${code ?? 'killed'}) before answering`)));
         child.send(task);
       });
     }));
