@@ -274,7 +274,7 @@ function boundRows(report: Report): Row[] {
         "single commits' tail: how much of a hop's p99 the engine's own stalls can explain", durable],
       [`  CPU per commit`, `${ms(store.commitOneCpuMs)} ms`, '', '', `user and system, every thread of the process: what a busy server pays per commit${clientOnly}`, durable],
       [`${engine} one-event commit every ${PACED_COMMIT_PAUSE_MS} ms, ${body}`, `${ms(store.pacedCommitMs)} / ${ms(store.pacedCommitP99Ms)} ms`, '', '',
-        `p50 / p99 of ${count(PACED_COMMIT_SAMPLES)}, each after a pause of ${PACED_COMMIT_PAUSE_MS} ms or more: a paced server's commit; the engine and the disk go cold meanwhile`, durable],
+        `p50 / p99 of ${count(PACED_COMMIT_SAMPLES)}, each after a pause of ${PACED_COMMIT_PAUSE_MS} ms or more: a paced server's commit, beside the back-to-back one`, durable],
       [`  CPU per paced commit`, `${ms(store.pacedCommitCpuMs)} ms`, '', '', `the same work as a back-to-back commit, the CPU it costs after a pause${clientOnly}`, durable],
     );
   }
