@@ -9,7 +9,8 @@
  * itself within BENCH_TIME_LIMIT_MS.
  *
  * One hop is also run paced with every store at store.durability: os, beside the others
- * as a bound: what the latency is with no fsync on the path at all.
+ * as a bound: what the latency is with no fsync on the path at all; and the paced chains
+ * are run with the engine alone (bench/relay.ts): the latency the stores leave a router.
  *
  * BENCH_ONLY=one-hop,three-hops (any of SECTIONS) runs the machine bounds and those sections
  * only, and writes bench/results/link-only.json instead: one case again, to compare two builds.
@@ -21,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { cryptoReady } from '../crypto/index.js';
 import { measureAppendsTogether, measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { measureFsync } from './disk.js';
+import { measureStoreRelay, type StoreRelayBound } from './relay.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { pgliteBench, pgliteOsBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
@@ -36,6 +38,13 @@ const THROUGHPUT_EVENTS: Record<(typeof BODY_BYTES)[number], number> = { 256: 20
 /** Posts in flight at the origin in a flat-out run: several group commits' worth. */
 const THROUGHPUT_IN_FLIGHT = 256;
 const PACED_DURATION_MS = 5_000;
+const PACED_EVENTS = (TARGET_PACED_PER_S * PACED_DURATION_MS) / 1000;
+/** The paced chains with the engine alone (bench/relay.ts): one hop's two stores, three hops' four, and those four with transits that cut through. */
+const STORE_RELAY_SHAPES = [
+  { stages: 2, cutThrough: false },
+  { stages: 4, cutThrough: false },
+  { stages: 4, cutThrough: true },
+] as const;
 /** A paced run never holds more posts than this; if it would, the offered load falls and the table shows it. */
 const PACED_IN_FLIGHT_MAX = 4_096;
 /** A short unreported run first, so the JIT and both stores' caches are warm for the first figure. */
@@ -69,20 +78,28 @@ function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
     name: `throughput, ${bodyBytes} B`, bodyBytes, events: THROUGHPUT_EVENTS[bodyBytes], inFlightMax: THROUGHPUT_IN_FLIGHT, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
   const paced = pacedBodies.map((bodyBytes) => ({
-    name: `paced ${TARGET_PACED_PER_S}/s, ${bodyBytes} B`, bodyBytes, events: (TARGET_PACED_PER_S * PACED_DURATION_MS) / 1000,
+    name: `paced ${TARGET_PACED_PER_S}/s, ${bodyBytes} B`, bodyBytes, events: PACED_EVENTS,
     inFlightMax: PACED_IN_FLIGHT_MAX, ratePerS: TARGET_PACED_PER_S, timeLimitMs: CASE_TIME_LIMIT_MS,
   }));
   return [...throughput, ...paced];
 }
 
-/** Ed25519 verify; the disk's paced fsync in the stores' directory; each engine's append, read-back and one-event commit, on a store of its own made as a server's would be. */
+/**
+ * Ed25519 verify; the disk's paced fsync in the stores' directory; the embedded stores
+ * relaying at the paced rate; each engine's append, read-back and one-event commit, on a
+ * store of its own made as a server's would be.
+ */
 async function measureBounds(dir: string, engines: readonly BenchEngine[]): Promise<MachineBounds> {
-  console.log(`machine bounds: Ed25519 verify; the disk's paced fsync; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
+  console.log(`machine bounds: Ed25519 verify; the disk's paced fsync; PGlite stores relaying at ${TARGET_PACED_PER_S}/s; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
   const ed25519VerifyPerS = measureVerifyPerS();
   // As many writers as a chain has servers: one hop's two, three hops' four.
   const fsync = [await measureFsync(dir, 2), await measureFsync(dir, 4)];
   // Likewise the embedded store's append ceiling, each end of a link appending while the other does.
   const appendsTogether = [await measureAppendsTogether(dir, 2, 256, THROUGHPUT_EVENTS[256]), await measureAppendsTogether(dir, 4, 256, THROUGHPUT_EVENTS[256])];
+  const storeRelay: StoreRelayBound[] = [];
+  for (const shape of STORE_RELAY_SHAPES) {
+    storeRelay.push(await measureStoreRelay(dir, { ...shape, bodyBytes: 256, ratePerS: TARGET_PACED_PER_S, events: PACED_EVENTS }, CASE_TIME_LIMIT_MS));
+  }
   const store: StoreBounds[] = [];
   for (const engine of engines) {
     try {
@@ -98,7 +115,7 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
       await engine.cleanUp();
     }
   }
-  return { ed25519VerifyPerS, store, fsync, appendsTogether };
+  return { ed25519VerifyPerS, store, fsync, appendsTogether, storeRelay };
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */

@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, PACED_COMMIT_PAUSE_MS, PACED_COMMIT_SAMPLES, type AppendsTogether, type StoreBounds } from './bounds.js';
 import type { FsyncBounds } from './disk.js';
+import type { StoreRelayBound } from './relay.js';
 import type { IdleLinksResult } from './idle-links.js';
 import type { FailoverResult } from './failover.js';
 import type { PublishBenchResult } from './publish.js';
@@ -67,6 +68,8 @@ export interface MachineBounds {
   fsync: FsyncBounds[];
   /** The embedded store's append ceiling with as many stores appending at once as a chain has servers. */
   appendsTogether: AppendsTogether[];
+  /** The paced chains with the engine alone: embedded stores in series, relaying at the paced rate. */
+  storeRelay: StoreRelayBound[];
 }
 
 export interface Report {
@@ -173,9 +176,10 @@ function caseRows(result: CaseResult, report: Report): Row[] {
     // Each of those commits waits for the disk: its paced fsync with as many servers writing at once, outside any code of ours.
     const disk = report.bounds.fsync.find((bound) => bound.writers === result.hops + 1);
     const fsync = disk && !result.durability && result.engine === 'PGlite' ? `; the disk alone, ${disk.writers} writers: an fsync p50 ${ms(disk.p50Ms)} / p99 ${ms(disk.p99Ms)} ms` : '';
+    const relayed = !result.durability && result.engine === 'PGlite' ? storeRelayText(report.bounds.storeRelay, result.hops + 1, result.bodyBytes) : '';
     return [
       [`${hops}: latency p50 / p99 at ${count(result.ratePerS)}/s, ${body}`, `${ms(result.p50Ms)} / ${ms(result.p99Ms)} ms`, wantedP99, busy,
-        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} paced commits ≈ ${ms(floorMs)} ms alone (${commitCpu})${fsync}${wake}; ${inStore}`, durable],
+        `${limiter(result)}${shortfall}; ${batching}; floor ${result.hops + 1} paced commits ≈ ${ms(floorMs)} ms alone (${commitCpu})${relayed}${fsync}${wake}; ${inStore}`, durable],
     ];
   }
   // Each server appends each event once; they send from memory, so the append is the store's ceiling.
@@ -195,6 +199,16 @@ function caseRows(result: CaseResult, report: Report): Row[] {
       backlog ? `backlog: the origin took ${count(result.originPerS)}/s, the link carried ${count(result.eventsPerS)}/s` : `queueing of ${result.inFlightMax} posts in flight`,
       durable],
   ];
+}
+
+/** A paced row's engine-alone chain: its stores relaying at the same pace, and with cut-through transits where it has any. */
+function storeRelayText(relays: readonly StoreRelayBound[], stages: number, bodyBytes: number): string {
+  const of = (cutThrough: boolean) => relays.find((relay) => relay.stages === stages && relay.bodyBytes === bodyBytes && relay.cutThrough === cutThrough);
+  const stored = of(false);
+  if (!stored) return '';
+  const cut = of(true);
+  const cutText = cut ? `, transits cutting through ${ms(cut.p50Ms)} / ${ms(cut.p99Ms)} ms` : '';
+  return `; the engines alone, ${stages} stores relaying at this pace: p50 / p99 ${ms(stored.p50Ms)} / ${ms(stored.p99Ms)} ms${cutText}`;
 }
 
 function catchUpRows(report: Report): Row[] {
@@ -260,6 +274,7 @@ function boundRows(report: Report): Row[] {
       `p50 / p99 / slowest of ${count(disk.samples)}, each writer its own process, a page and an fsync every ${disk.paceMs} ms or more: what each commit of a server waits for at the paced rate`, 'fsync']);
   }
   for (const together of report.bounds.appendsTogether) rows.push(appendsTogetherRow(together, report));
+  for (const relay of report.bounds.storeRelay) rows.push(storeRelayRow(relay));
   for (const store of report.bounds.store) {
     const body = size(store.bodyBytes);
     const durable = store.durability ?? DURABILITY[store.engine].short;
@@ -287,6 +302,14 @@ function appendsTogetherRow(together: AppendsTogether, report: Report): Row {
   const range = `${count(Math.min(...together.rowsPerS))}–${count(Math.max(...together.rowsPerS))}`;
   return [`PGlite (fsync) append, 512/tx, ${size(together.bodyBytes)}, ${together.stores} stores at once`, `${count(each)} rows/s each`, '', '',
     `${range}; each store in its own process, all appending at the same moment as a chain's servers do under load: ${percent(each / alone)} of one store alone`, 'fsync'];
+}
+
+function storeRelayRow(relay: StoreRelayBound): Row {
+  const forwarding = relay.cutThrough ? 'the transits pass events on as they arrive and commit beside it' : 'each passes events on after its commit, as a server does';
+  return [`PGlite (fsync) relay, ${relay.stages} stores in series, ${count(relay.ratePerS)}/s, ${size(relay.bodyBytes)}${relay.cutThrough ? ', cut-through' : ''}`,
+    `${ms(relay.p50Ms)} / ${ms(relay.p99Ms)} / ${ms(relay.maxMs)} ms`, '', '',
+    `p50 / p99 / slowest of ${count(relay.events)}, post to the last store's commit; each store its own process, commits spaced ${relay.commitSpacingMs} ms as a node's, ` +
+      `${relay.eventsPerCommit.toFixed(1)} ev/commit; ${forwarding}, over TCP on 127.0.0.1; no gRPC, signing, checks or routing; the stores used ${percent(relay.stagesBusy)} of one core`, 'fsync'];
 }
 
 const meanOf = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;

@@ -1,4 +1,5 @@
-export { TrellisNode, PostError, type LinkStatus, type NodeOptions, LOCAL_BATCH_EVENTS_MAX, REPLICA_POLL_MS } from './node.js';
+export { TrellisNode, PostError, type LinkStatus, type NodeOptions, LOCAL_BATCH_EVENTS_MAX, REPLICA_POLL_MS, COMMIT_SPACING_MS } from './node.js';
+export { CommitPacer } from './serial.js';
 export { type LinkLeases, askAgainMs, renewEveryMs } from './replicas.js';
 export { AppendTail, TAIL_EVENTS_MAX, TAIL_BODY_BYTES_MAX } from './queues/append-tail.js';
 export {

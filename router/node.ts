@@ -36,7 +36,7 @@ export const LOCAL_BATCH_EVENTS_MAX = 512;
  * of throughput: fewer commits, and a commit costs the engine about as much CPU for one
  * event as for several (the bench's one-event commit CPU against its batch appends).
  */
-const COMMIT_SPACING_MS = 2;
+export const COMMIT_SPACING_MS = 2;
 /** Inbound handshakes in progress at once, and from one address; more are turned away before any work. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 64;
 export const HANDSHAKES_PER_ADDRESS_MAX = 16;
