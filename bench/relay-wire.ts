@@ -1,7 +1,8 @@
 /**
- * What the store-relay bound's processes say to each other: its IPC messages, and the
- * frames between stages, each a run of sequence numbers followed by as many body-sized
- * fillers, so a stage's socket carries about the bytes a link frame does.
+ * What the store-relay bound's processes say to each other: the task and answer of each
+ * stage (bench/relay.ts, bench/relay-stage.ts), and the frames between stages, each a run
+ * of sequence numbers followed by as many body-sized fillers, so a stage's socket carries
+ * about the bytes a link frame does.
  */
 
 export interface RelayStageTask {
@@ -9,26 +10,24 @@ export interface RelayStageTask {
   bodyBytes: number;
   /** Messages of the run (its sample chat has one more event: the creation). */
   events: number;
-  /** A transit of the chain: with cutThrough it passes what it receives on at once and commits beside it, instead of after its commit. */
+  ratePerS: number;
+  /** Where the previous stage connects; absent for the first stage, which posts the events itself. */
+  listenPath?: string;
+  /** The next stage's socket; absent for the last stage, which notes when each event was durable. */
+  nextPath?: string;
+  /** A transit that cuts through: it passes what it receives on at once and commits beside it, instead of after its commit. */
   forwardOnReceipt: boolean;
-  /** The least time between the starts of two commits, as a node spaces its own (router/serial.ts). */
-  commitSpacingMs: number;
 }
 
-export type ToRelayStage =
-  | { type: 'prepare'; task: RelayStageTask }
-  /** The next stage's port; absent for the last stage, which reports to the parent instead. */
-  | { type: 'connect'; port?: number }
-  | { type: 'go' }
-  | { type: 'finish' };
-
-export type RelayReport =
-  | { type: 'listening'; port: number }
-  | { type: 'connected' }
-  /** The last stage: [seq, when its commit returned] for each event since the last report. */
-  | { type: 'durable'; seqs: Array<[number, number]> }
-  | { type: 'finished'; cpuMs: number; commits: number }
-  | { type: 'error'; message: string };
+export interface RelayAnswer {
+  /** The first stage: [seq, when it was posted]. */
+  postedAt?: Array<[number, number]>;
+  /** The last stage: [seq, when its commit returned]. */
+  durableAt?: Array<[number, number]>;
+  /** The stage's CPU from the start of the run to its last commit. */
+  cpuMs: number;
+  commits: number;
+}
 
 const HEADER_BYTES = 8;
 

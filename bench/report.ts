@@ -309,7 +309,7 @@ function storeRelayRow(relay: StoreRelayBound): Row {
   return [`PGlite (fsync) relay, ${relay.stages} stores in series, ${count(relay.ratePerS)}/s, ${size(relay.bodyBytes)}${relay.cutThrough ? ', cut-through' : ''}`,
     `${ms(relay.p50Ms)} / ${ms(relay.p99Ms)} / ${ms(relay.maxMs)} ms`, '', '',
     `p50 / p99 / slowest of ${count(relay.events)}, post to the last store's commit; each store its own process, commits spaced ${relay.commitSpacingMs} ms as a node's, ` +
-      `${relay.eventsPerCommit.toFixed(1)} ev/commit; ${forwarding}, over TCP on 127.0.0.1; no gRPC, signing, checks or routing; the stores used ${percent(relay.stagesBusy)} of one core`, 'fsync'];
+      `${relay.eventsPerCommit.toFixed(1)} ev/commit; ${forwarding}, over a local socket; no gRPC, signing, checks or routing; the stores used ${percent(relay.stagesBusy)} of one core`, 'fsync'];
 }
 
 const meanOf = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
