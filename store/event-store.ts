@@ -434,8 +434,11 @@ export class SqlEventStore implements EventStore {
   async appendOwn(origin: string, chatIds: readonly string[], chain: ChainOwn): Promise<StoredEvent[]> {
     const appended = await this.db.transaction(async (tx) => {
       await tx.query(`select ${WRITE_LOCK}`);
+      // One backward index probe per chat: a `distinct on` over the chats sorts all of the
+      // origin's rows in them, under the write lock, so each append cost grew with the chain.
       const rows = await tx.query<{ chat_id: string; seq: number; id: Uint8Array }>(
-        'select distinct on (chat_id) chat_id, seq, id from events where origin = $1 and chat_id = any($2::text[]) order by chat_id, seq desc',
+        `select c.chat_id, h.seq, h.id from unnest($2::text[]) as c(chat_id)
+         cross join lateral (select seq, id from events where chat_id = c.chat_id and origin = $1 order by seq desc limit 1) h`,
         [origin, [...chatIds]],
       );
       const heads = new Map(rows.map((row) => [row.chat_id, { seq: Number(row.seq), id: asBuffer(row.id) }]));
