@@ -22,14 +22,29 @@ export class LogCapture extends Writable {
   }
 }
 
+/**
+ * Ports for nodes whose peers must know them before they start. Taken below the kernel's
+ * ephemeral range (32768 and up here), where no outgoing connection of a parallel test
+ * takes its local port between our probe and the node's bind, and in a block of its own
+ * per vitest worker, so two workers never hand out the same port.
+ */
+const PORTS_PER_WORKER = 800;
+const WORKER_PORTS_FROM = 20_000 + (Number(process.env.VITEST_POOL_ID ?? 0) % 15) * PORTS_PER_WORKER;
+let nextPortOffset = 0;
+
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let tries = 0; tries < PORTS_PER_WORKER; tries++) {
+    const port = WORKER_PORTS_FROM + (nextPortOffset++ % PORTS_PER_WORKER);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${WORKER_PORTS_FROM}..${WORKER_PORTS_FROM + PORTS_PER_WORKER - 1}`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 
