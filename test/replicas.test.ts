@@ -185,6 +185,5 @@ describe.skipIf(skip)('replicas of one server on PostgreSQL and Redis', () => {
       await server.converge(chat.id, 1 + 10_000);
       await expectWholeChain(server.partner.store, chat.id, server.xId, 10_000);
     }
-    // Past the test's own waits, so a stall fails on their counts, not on vitest's bare timeout.
-  }, 300_000);
+  }, 300_000); // past the test's own waits, so a stall fails on their counts, not on vitest's bare timeout
 });
