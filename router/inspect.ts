@@ -150,10 +150,10 @@ export class NodeInspector {
     return out;
   }
 
-  /** What waits for a destination: events after its delivery cursor that this node sends (all, on a transit; its own, on a CTS). */
+  /** What waits for a destination: events after its delivery cursor that this node owes it (its own, and on a transit what it was asked to pass on). */
   async queueOf(serverId: string): Promise<DestinationQueue> {
-    const origin = this.deps.self.transit ? undefined : this.deps.self.id;
-    const { events, oldestHlcMs } = await this.deps.store.undelivered(serverId, this.deps.delivery.deliveredTo(serverId), origin);
+    const { id, transit } = this.deps.self;
+    const { events, oldestHlcMs } = await this.deps.store.undelivered(serverId, this.deps.delivery.deliveredTo(serverId), id, transit);
     return { serverId, name: this.nameOf(serverId), depth: events, oldestAgeMs: oldestHlcMs === undefined ? undefined : Math.max(0, this.deps.now() - oldestHlcMs) };
   }
 

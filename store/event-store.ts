@@ -150,8 +150,13 @@ export interface EventStore {
   chatMembers(chatId: string): Promise<string[] | undefined>;
   /** A chat's routing policy, from its chat-created event (0, the default, before it is stored). */
   chatPolicy(chatId: string): Promise<number>;
-  /** Events for a destination server after a local seq (of one origin, if given), and the oldest one's time: a queue's depth. */
-  undelivered(destination: string, afterLocalSeq: number, origin?: string): Promise<{ events: number; oldestHlcMs: number | undefined }>;
+  /**
+   * Events this node (`self`) owes a destination server after a local seq, and the oldest
+   * one's time: a queue's depth. Its own events of the destination's chats, and on a
+   * transit those it was asked to pass on to it (`forward_to`); not what it holds of the
+   * destination's chats only to pass on elsewhere.
+   */
+  undelivered(destination: string, afterLocalSeq: number, self: string, transit: boolean): Promise<{ events: number; oldestHlcMs: number | undefined }>;
   /** How many chats have members on each server. */
   chatCounts(): Promise<Array<{ serverId: string; chats: number }>>;
   /** Keeps a server's signed record (a newer one replaces an older one); `serverRecords` reads them all back. */
@@ -558,12 +563,13 @@ export class SqlEventStore implements EventStore {
     return row?.routing_policy ?? 0;
   }
 
-  async undelivered(destination: string, afterLocalSeq: number, origin?: string): Promise<{ events: number; oldestHlcMs: number | undefined }> {
+  async undelivered(destination: string, afterLocalSeq: number, self: string, transit: boolean): Promise<{ events: number; oldestHlcMs: number | undefined }> {
     const [row] = await this.db.query<{ events: number; oldest: number | null }>(
       `select count(*)::int as events, min(e.hlc_ms) as oldest from events e
-       where e.local_seq > $2 and e.origin <> $1 and ($3::text is null or e.origin = $3)
-         and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = $1)`,
-      [destination, afterLocalSeq, origin ?? null],
+       where e.local_seq > $2
+         and ((e.origin = $3 and exists (select 1 from chat_servers s where s.chat_id = e.chat_id and s.server_id = $1))
+              or ($4 and e.forward_to ? $1))`,
+      [destination, afterLocalSeq, self, transit],
     );
     return { events: row?.events ?? 0, oldestHlcMs: row?.oldest == null ? undefined : Number(row.oldest) };
   }
