@@ -67,6 +67,8 @@ describe('the reference federation through a transit restart and a partition', (
     // The first half had not all reached cts-acme-spb (through ets-acme) when ets-acme stopped.
     expect(inFlight).toBe(true);
     await waitForConvergence(180_000);
+    // What ets-acme held for its next hops when it stopped was sent and acknowledged after its restart.
+    await federation.waitUntilDrained();
   }, 300_000);
 
   it('a partition between ets-acme and rts-ru during traffic heals, and every log converges', async () => {

@@ -98,6 +98,19 @@ export class ReferenceFederation {
     });
   }
 
+  /** Every destination queue on every running node is empty: each next hop acknowledged all it was sent. */
+  async waitUntilDrained(timeoutMs = 30_000): Promise<void> {
+    const waiting = async () => {
+      const lines: string[] = [];
+      for (const [name, node] of this.nodes) {
+        for (const link of await node.inspect.linkCounters()) for (const queue of link.queues) if (queue.depth > 0) lines.push(`${name}→${link.name}: ${queue.name} ${queue.depth}`);
+        for (const queue of await node.inspect.unrouted()) if (queue.depth > 0) lines.push(`${name} unrouted: ${queue.name} ${queue.depth}`);
+      }
+      return lines;
+    };
+    await waitFor('every destination queue empty', async () => (await waiting()).length === 0, timeoutMs, async () => (await waiting()).join('; '));
+  }
+
   /** A reference chat with its members' ids, created on its first member's server. */
   async createChat(chat: ReferenceChat): Promise<FederationChat> {
     const sender = new Map<string, string>();
