@@ -39,11 +39,18 @@ const THROUGHPUT_EVENTS: Record<(typeof BODY_BYTES)[number], number> = { 256: 20
 const THROUGHPUT_IN_FLIGHT = 256;
 const PACED_DURATION_MS = 5_000;
 const PACED_EVENTS = (TARGET_PACED_PER_S * PACED_DURATION_MS) / 1000;
-/** The paced chains with the engine alone (bench/relay.ts): one hop's two stores, three hops' four, and those four with transits that cut through. */
+/**
+ * The paced chains with the engine alone (bench/relay.ts): one hop's two stores, three
+ * hops' four, and those four with transits that cut through; then the same chains on a
+ * one-column table (the engine's floor, no schema of ours) and four with no store at all.
+ */
 const STORE_RELAY_SHAPES = [
-  { stages: 2, cutThrough: false },
-  { stages: 4, cutThrough: false },
-  { stages: 4, cutThrough: true },
+  { stages: 2, cutThrough: false, appendsTo: 'event-store' },
+  { stages: 4, cutThrough: false, appendsTo: 'event-store' },
+  { stages: 4, cutThrough: true, appendsTo: 'event-store' },
+  { stages: 2, cutThrough: false, appendsTo: 'one-column' },
+  { stages: 4, cutThrough: false, appendsTo: 'one-column' },
+  { stages: 4, cutThrough: false, appendsTo: 'nothing' },
 ] as const;
 /** A paced run never holds more posts than this; if it would, the offered load falls and the table shows it. */
 const PACED_IN_FLIGHT_MAX = 4_096;

@@ -7,16 +7,20 @@
  * a local socket; a transit told to cut through passes them on as they arrive instead.
  * The first stage posts the events itself at the paced rate, as an origin's clients do;
  * the last one notes when each was durable. Of the router only its commit spacing is
- * here: the store's append, a socket and the event loop.
+ * here: the store's append (or the engine's alone, or none: task.appendsTo), a socket and
+ * the event loop.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { COMMIT_SPACING_MS, CommitPacer } from '../router/index.js';
-import { openStore, type EventStore } from '../store/index.js';
+import { openPglite, openStore } from '../store/index.js';
 import { sampleChain } from './bounds.js';
 import { sharedNowMs } from './clock.js';
 import { cpuMs } from './cpu.js';
 import { encodeSeqs, SeqReader, type RelayAnswer, type RelayStageTask } from './relay-wire.js';
+
+/** Makes the seqs' events durable, as the task's store does it. */
+type AppendSeqs = (seqs: readonly number[]) => Promise<void>;
 import { serveTogether } from './together.js';
 
 /** One-event commits on a chat of their own before the run, so the engine's caches and the JIT are warm. */
@@ -34,9 +38,8 @@ class Stage {
   private readonly pacer = new CommitPacer(COMMIT_SPACING_MS);
 
   constructor(
-    private readonly store: EventStore,
+    private readonly append: AppendSeqs,
     private readonly task: RelayStageTask,
-    private readonly chain: ReturnType<typeof sampleChain>,
     private readonly next: Socket | undefined,
   ) {}
 
@@ -52,7 +55,7 @@ class Stage {
       await this.pacer.ready();
       const seqs = this.pending;
       this.pending = [];
-      await this.store.append({ events: seqs.map((seq) => this.chain[seq]!) });
+      await this.append(seqs);
       this.commits += 1;
       this.committed += seqs.length;
       this.passOn(seqs);
@@ -88,13 +91,30 @@ async function postPaced(stage: Stage, { events, ratePerS }: RelayStageTask): Pr
   return postedAt;
 }
 
-/** Opens and warms the store and listens for the previous stage; the returned run connects to the next one, relays every event and answers. */
-async function prepareStage(task: RelayStageTask): Promise<() => Promise<RelayAnswer>> {
-  const store = await openStore({ dataDir: task.dataDir, durability: 'fsync' });
+const ONE_COLUMN_INSERT = "insert into relay (body) select decode(body, 'base64') from unnest($1::text[]) as t(body)";
+
+/** Opens and warms the task's store (fsync on); answers how the stage appends. */
+async function openAppend(task: RelayStageTask): Promise<AppendSeqs> {
   const chain = sampleChain('relay', task.bodyBytes, task.events + 1);
+  const warmUp = sampleChain('relay-warm-up', task.bodyBytes, WARMUP_COMMITS);
+  if (task.appendsTo === 'nothing') return async () => void (await nextTurn());
+  if (task.appendsTo === 'one-column') {
+    const db = await openPglite({ dataDir: task.dataDir, durability: 'fsync' });
+    await db.query('create table relay (n bigserial primary key, body bytea not null)');
+    const bodies = (events: readonly { body: Buffer }[]) => [events.map((event) => event.body.toString('base64'))];
+    for (const event of warmUp) await db.query(ONE_COLUMN_INSERT, bodies([event]));
+    return async (seqs) => void (await db.query(ONE_COLUMN_INSERT, bodies(seqs.map((seq) => chain[seq]!))));
+  }
+  const store = await openStore({ dataDir: task.dataDir, durability: 'fsync' });
   // The chat's first event (its creation, a membership event) before the run: the relay carries messages only.
   await store.append({ events: [chain[0]!] });
-  for (const event of sampleChain('relay-warm-up', task.bodyBytes, WARMUP_COMMITS)) await store.append({ events: [event] });
+  for (const event of warmUp) await store.append({ events: [event] });
+  return async (seqs) => void (await store.append({ events: seqs.map((seq) => chain[seq]!) }));
+}
+
+/** Opens and warms the store and listens for the previous stage; the returned run connects to the next one, relays every event and answers. */
+async function prepareStage(task: RelayStageTask): Promise<() => Promise<RelayAnswer>> {
+  const append = await openAppend(task);
   let stage: Stage | undefined;
   // The previous stage may send before this one has reached the next: those wait for the stage.
   const early: number[][] = [];
@@ -106,7 +126,7 @@ async function prepareStage(task: RelayStageTask): Promise<() => Promise<RelayAn
   return async () => {
     const cpuAtStartMs = cpuMs();
     const next = task.nextPath === undefined ? undefined : await connected(task.nextPath);
-    stage = new Stage(store, task, chain, next);
+    stage = new Stage(append, task, next);
     for (const seqs of early) stage.received(seqs);
     const postedAt = task.listenPath === undefined ? await postPaced(stage, task) : undefined;
     await stage.done;

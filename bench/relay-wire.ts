@@ -5,8 +5,17 @@
  * about the bytes a link frame does.
  */
 
+/**
+ * What each stage appends to: Trellis's event store (its events table, indexes and append
+ * statement); the same engine with one table of one bytea column and its serial key, so
+ * no schema of ours is in the figure (the engine's own floor); or nothing, leaving the
+ * processes, sockets and commit spacing alone.
+ */
+export type RelayAppendsTo = 'event-store' | 'one-column' | 'nothing';
+
 export interface RelayStageTask {
   dataDir: string;
+  appendsTo: RelayAppendsTo;
   bodyBytes: number;
   /** Messages of the run (its sample chat has one more event: the creation). */
   events: number;

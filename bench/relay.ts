@@ -8,12 +8,13 @@
  * transits (neither the first stage nor the last) pass events on as they arrive and
  * commit beside it, the lever a router could still pull. The time from a post to the
  * last stage's commit is the figure. No gRPC, signatures, hashing, checks or routing:
- * a link's paced latency is this plus what the router's own work costs.
+ * a link's paced latency is this plus what the router's own work costs. On a one-column
+ * table no schema of ours is left in it either, and with no store only the processes.
  */
 import { join } from 'node:path';
 import { COMMIT_SPACING_MS } from '../router/index.js';
 import { percentile } from './clock.js';
-import type { RelayAnswer, RelayStageTask } from './relay-wire.js';
+import type { RelayAnswer, RelayAppendsTo, RelayStageTask } from './relay-wire.js';
 import { runTogether } from './together.js';
 
 export interface StoreRelaySpec {
@@ -21,6 +22,8 @@ export interface StoreRelaySpec {
   stages: number;
   /** The transits pass events on as they arrive, committing beside it, rather than after their commit. */
   cutThrough: boolean;
+  /** Trellis's store; the engine alone on a one-column table, its floor; or no store. */
+  appendsTo: RelayAppendsTo;
   bodyBytes: number;
   ratePerS: number;
   events: number;
@@ -39,11 +42,11 @@ export interface StoreRelayBound extends StoreRelaySpec {
 }
 
 export async function measureStoreRelay(dir: string, spec: StoreRelaySpec, limitMs: number): Promise<StoreRelayBound> {
-  const { stages, cutThrough, bodyBytes, ratePerS, events } = spec;
-  const name = `relay-${stages}-${cutThrough ? 'cut' : 'stored'}`;
+  const { stages, cutThrough, appendsTo, bodyBytes, ratePerS, events } = spec;
+  const name = `relay-${stages}-${cutThrough ? 'cut' : 'stored'}-${appendsTo}`;
   const socketOf = (index: number) => join(dir, `${name}-${index}.sock`);
   const tasks = Array.from({ length: stages }, (_, index): RelayStageTask => ({
-    dataDir: join(dir, `${name}-${index}`), bodyBytes, events, ratePerS,
+    dataDir: join(dir, `${name}-${index}`), appendsTo, bodyBytes, events, ratePerS,
     ...(index > 0 ? { listenPath: socketOf(index) } : {}),
     ...(index + 1 < stages ? { nextPath: socketOf(index + 1) } : {}),
     forwardOnReceipt: cutThrough && index > 0 && index + 1 < stages,

@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { COMMIT_SAMPLES, PACED_COMMIT_PAUSE_MS, PACED_COMMIT_SAMPLES, type AppendsTogether, type StoreBounds } from './bounds.js';
 import type { FsyncBounds } from './disk.js';
 import type { StoreRelayBound } from './relay.js';
+import type { RelayAppendsTo } from './relay-wire.js';
 import type { IdleLinksResult } from './idle-links.js';
 import type { FailoverResult } from './failover.js';
 import type { PublishBenchResult } from './publish.js';
@@ -201,14 +202,20 @@ function caseRows(result: CaseResult, report: Report): Row[] {
   ];
 }
 
-/** A paced row's engine-alone chain: its stores relaying at the same pace, and with cut-through transits where it has any. */
+/**
+ * A paced row's engine-alone chain: its stores relaying at the same pace, with cut-through
+ * transits where it has any, and the engine's floor (a one-column table) below both.
+ */
 function storeRelayText(relays: readonly StoreRelayBound[], stages: number, bodyBytes: number): string {
-  const of = (cutThrough: boolean) => relays.find((relay) => relay.stages === stages && relay.bodyBytes === bodyBytes && relay.cutThrough === cutThrough);
-  const stored = of(false);
+  const of = (cutThrough: boolean, appendsTo: RelayAppendsTo) =>
+    relays.find((relay) => relay.stages === stages && relay.bodyBytes === bodyBytes && relay.cutThrough === cutThrough && relay.appendsTo === appendsTo);
+  const stored = of(false, 'event-store');
   if (!stored) return '';
-  const cut = of(true);
+  const cut = of(true, 'event-store');
   const cutText = cut ? `, transits cutting through ${ms(cut.p50Ms)} / ${ms(cut.p99Ms)} ms` : '';
-  return `; the engines alone, ${stages} stores relaying at this pace: p50 / p99 ${ms(stored.p50Ms)} / ${ms(stored.p99Ms)} ms${cutText}`;
+  const floor = of(false, 'one-column');
+  const floorText = floor ? `, on a one-column table ${ms(floor.p50Ms)} / ${ms(floor.p99Ms)} ms` : '';
+  return `; the engines alone, ${stages} stores relaying at this pace: p50 / p99 ${ms(stored.p50Ms)} / ${ms(stored.p99Ms)} ms${cutText}${floorText}`;
 }
 
 function catchUpRows(report: Report): Row[] {
@@ -304,12 +311,20 @@ function appendsTogetherRow(together: AppendsTogether, report: Report): Row {
     `${range}; each store in its own process, all appending at the same moment as a chain's servers do under load: ${percent(each / alone)} of one store alone`, 'fsync'];
 }
 
+/** What each stage of a relay row appends to, as its label says it. */
+const RELAY_APPENDS_TO: Record<RelayAppendsTo, string> = {
+  'event-store': 'PGlite (fsync) relay',
+  'one-column': 'PGlite (fsync) relay on a one-column table',
+  nothing: 'relay with no store',
+};
+
 function storeRelayRow(relay: StoreRelayBound): Row {
   const forwarding = relay.cutThrough ? 'the transits pass events on as they arrive and commit beside it' : 'each passes events on after its commit, as a server does';
-  return [`PGlite (fsync) relay, ${relay.stages} stores in series, ${count(relay.ratePerS)}/s, ${size(relay.bodyBytes)}${relay.cutThrough ? ', cut-through' : ''}`,
+  return [`${RELAY_APPENDS_TO[relay.appendsTo]}, ${relay.stages} ${relay.appendsTo === 'nothing' ? 'processes' : 'stores'} in series, ${count(relay.ratePerS)}/s, ${size(relay.bodyBytes)}${relay.cutThrough ? ', cut-through' : ''}`,
     `${ms(relay.p50Ms)} / ${ms(relay.p99Ms)} / ${ms(relay.maxMs)} ms`, '', '',
-    `p50 / p99 / slowest of ${count(relay.events)}, post to the last store's commit; each store its own process, commits spaced ${relay.commitSpacingMs} ms as a node's, ` +
-      `${relay.eventsPerCommit.toFixed(1)} ev/commit; ${forwarding}, over a local socket; no gRPC, signing, checks or routing; the stores used ${percent(relay.stagesBusy)} of one core`, 'fsync'];
+    `p50 / p99 / slowest of ${count(relay.events)}, post to the last stage's commit; each stage its own process, commits spaced ${relay.commitSpacingMs} ms as a node's, ` +
+      `${relay.eventsPerCommit.toFixed(1)} ev/commit; ${forwarding}, over a local socket; no gRPC, signing, checks or routing; they used ${percent(relay.stagesBusy)} of one core`,
+    relay.appendsTo === 'nothing' ? '—' : 'fsync'];
 }
 
 const meanOf = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
