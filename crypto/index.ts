@@ -30,4 +30,4 @@ export {
   EVENT_TEXT_FIELD_CHARS_MAX,
 } from './event.js';
 export { cryptoReady, newChatKey, sealBody, openBody, CHAT_KEY_BYTES } from './body.js';
-export { signServerRecord, verifyServerRecord } from './server-record.js';
+export { signServerRecord, verifyServerRecord, signAttestation, verifyAttestation } from './server-record.js';

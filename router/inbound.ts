@@ -1,6 +1,6 @@
 import { checkEventShape, checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
 import { EventKind } from '../proto/gen/trellis/v1/event.js';
-import { isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type StoredEvent, type CarriedEvent, type LinkFence } from '../store/index.js';
+import { compareLogPlace, isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type LogPlace, type StoredEvent, type CarriedEvent, type LinkFence } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
@@ -54,6 +54,16 @@ type Cursor = { peerId: string; linkSeq: number };
 const RELEASE_EVENTS_MAX = 1024;
 /** Member lists cached per chat; past it the cache starts over from the store. */
 const MEMBERS_CACHED_MAX = 100_000;
+
+/** A chat's current members, their servers, and the log place of the membership event that set them. */
+interface Membership {
+  members: string[];
+  servers: ReadonlySet<string>;
+  at: LogPlace;
+}
+
+/** Where an event's origin stands in its chat at the event's place in the log. */
+type Standing = 'member' | 'left' | 'not-yet';
 
 function groupByChain(events: readonly CarriedEvent[]): CarriedEvent[][] {
   const runs = new Map<string, CarriedEvent[]>();
@@ -147,12 +157,14 @@ class Stage {
  * failing the batch's other runs. A refusal never stops the link: the cursor moves on.
  *
  * Membership authority: a chat-created event must open its origin's chain, list its
- * origin among the members, and be the chat's first; a members-added/removed event is
- * accepted only from a server that is in the chat before the change (this node's
- * current member list of it).
+ * origin among the members, and be the chat's first. Every other event is judged against
+ * the membership at its place in the log (the latest membership event before it in log
+ * order): from a server that had left the chat there, it is refused; a members-added or
+ * -removed event from a server that was never in it is refused; any other event from a
+ * server not in it yet is held, as the change that adds it may still be on its way.
  */
 export class Inbound {
-  private readonly members = new Map<string, string[] | null>();
+  private readonly membership = new Map<string, Membership | null>();
 
   constructor(private readonly deps: InboundDeps) {}
 
@@ -197,6 +209,11 @@ export class Inbound {
     if (outcome.appended.length > 0) this.deps.onAppended(outcome.appended);
     if (outcome.reforwarded.length > 0) this.deps.onReforwarded(outcome.reforwarded);
     return outcome;
+  }
+
+  /** Events this node appended by any path (its own posts too): a membership change is read again. */
+  appended(events: readonly StoredEvent[]): void {
+    for (const event of events) if (MEMBERSHIP_KINDS.has(event.kind)) this.membership.delete(event.chatId);
   }
 
   /** One journal entry per refused run, coalesced per peer. */
@@ -325,22 +342,24 @@ export class Inbound {
       stage.deferred.push(events);
       return [];
     }
-    const members = await this.membersOf(chatId);
+    const membership = await this.membershipOf(chatId);
     const accepted: CarriedEvent[] = [];
     const done = (waiting: CarriedEvent[] = []): CarriedEvent[] => {
       if (accepted.length > 0) stage.append.push(accepted);
       return waiting;
     };
+    const waitForChat = (index: number) => {
+      if (!outcome.syncs.includes(chatId)) outcome.syncs.push(chatId);
+      return done(events.slice(index));
+    };
     for (const [index, event] of events.entries()) {
-      const refusal = this.membershipRefusal(event, members);
+      const refusal = event.kind === EventKind.EVENT_KIND_CHAT_CREATED ? this.creationRefusal(event, membership) : membership && this.standingRefusal(event, await this.standing(event, membership));
+      if (refusal === 'wait') return waitForChat(index);
       if (refusal) {
         refuse(outcome, refusal[0], refusal[1], event, events.length - index);
         return done();
       }
-      if (!members && event.kind !== EventKind.EVENT_KIND_CHAT_CREATED) {
-        if (!outcome.syncs.includes(chatId)) outcome.syncs.push(chatId);
-        return done(events.slice(index));
-      }
+      if (!membership && event.kind !== EventKind.EVENT_KIND_CHAT_CREATED) return waitForChat(index);
       accepted.push(event);
       if (MEMBERSHIP_KINDS.has(event.kind)) {
         stage.changedChats.add(chatId);
@@ -351,18 +370,32 @@ export class Inbound {
     return done();
   }
 
-  /** Why the chat's membership rules refuse an event, given the chat's members before it (null: not created yet). */
-  private membershipRefusal(event: CarriedEvent, members: string[] | null): [EventErrorCode, string] | undefined {
-    if (event.kind === EventKind.EVENT_KIND_CHAT_CREATED) {
-      if (members) return ['chat-exists', 'a chat-created event for a chat that exists'];
-      if (event.seq !== 1) return ['malformed', "chat-created must open its origin's chain"];
-      if (!serversOf(event.members).has(event.origin)) return ['not-a-member', "the creator's server is not among the members"];
-      return undefined;
-    }
-    if (members && MEMBERSHIP_KINDS.has(event.kind) && !serversOf(members).has(event.origin)) {
-      return ['not-a-member', 'a membership change by a server outside the chat'];
-    }
+  /** Why a chat-created event is refused, if it is (`membership` null: the chat is not created yet). */
+  private creationRefusal(event: CarriedEvent, membership: Membership | null): [EventErrorCode, string] | undefined {
+    if (membership) return ['chat-exists', 'a chat-created event for a chat that exists'];
+    if (event.seq !== 1) return ['malformed', "chat-created must open its origin's chain"];
+    if (!serversOf(event.members).has(event.origin)) return ['not-a-member', "the creator's server is not among the members"];
     return undefined;
+  }
+
+  /** Why any other event is refused by its origin's standing at its place, if it is; 'wait' to hold it. */
+  private standingRefusal(event: CarriedEvent, standing: Standing): [EventErrorCode, string] | 'wait' | undefined {
+    if (standing === 'member') return undefined;
+    if (standing === 'left') return ['not-a-member', "its server had left the chat at the event's place in the log"];
+    return MEMBERSHIP_KINDS.has(event.kind) ? ['not-a-member', 'a membership change by a server outside the chat'] : 'wait';
+  }
+
+  /**
+   * The origin's standing at the event's place. The common case reads nothing: an event
+   * after the chat's latest membership change, from a server in it. Anything else asks the
+   * store for the membership events before the event's place.
+   */
+  private async standing(event: CarriedEvent, membership: Membership): Promise<Standing> {
+    const after = compareLogPlace(event, membership.at) > 0;
+    if (after && membership.servers.has(event.origin)) return 'member';
+    const before = await this.deps.store.membershipBefore(event.chatId, event, event.origin);
+    if (!after && before.members && serversOf(before.members).has(event.origin)) return 'member';
+    return before.wasMember ? 'left' : 'not-yet';
   }
 
   /** Holds what cannot be placed yet, within the bounds; past them the rest of the run is refused. */
@@ -420,7 +453,7 @@ export class Inbound {
       runs = await this.appendRunByRun(runs, outcome, fence);
       if (cursor) await this.deps.store.append({ events: [], cursor, ...fenced });
     }
-    for (const chatId of stage.changedChats) this.members.delete(chatId);
+    for (const chatId of stage.changedChats) this.membership.delete(chatId);
     for (const run of runs) {
       for (const event of run) this.deps.clock.observe({ ms: event.hlcMs, counter: event.hlcCounter });
       const last = run.at(-1)!;
@@ -462,13 +495,18 @@ export class Inbound {
 
   /** The chat's current member list, or null before its creation is stored. */
   private async membersOf(chatId: string): Promise<string[] | null> {
-    let members = this.members.get(chatId);
-    if (members === undefined) {
-      members = (await this.deps.store.chatMembers(chatId)) ?? null;
-      if (this.members.size >= MEMBERS_CACHED_MAX) this.members.clear();
-      this.members.set(chatId, members);
+    return (await this.membershipOf(chatId))?.members ?? null;
+  }
+
+  private async membershipOf(chatId: string): Promise<Membership | null> {
+    let membership = this.membership.get(chatId);
+    if (membership === undefined) {
+      const stored = await this.deps.store.chatMembership(chatId);
+      membership = stored ? { ...stored, servers: serversOf(stored.members) } : null;
+      if (this.membership.size >= MEMBERS_CACHED_MAX) this.membership.clear();
+      this.membership.set(chatId, membership);
     }
-    return members;
+    return membership;
   }
 }
 

@@ -22,7 +22,7 @@ import { Outbound } from './outbound.js';
 import { FailureRateLimiter } from './rate-limit.js';
 import { linkColour, NodeInspector, type LinkColour } from './inspect.js';
 import { DELIVERY_FLUSH_MS, DeliveryCursors } from './queues/delivery-cursors.js';
-import { Routing, ServerDirectory, type RouteChange } from './routing/index.js';
+import { Routing, ServerDirectory, type PathRefusals, type RouteChange, type ServerEntry } from './routing/index.js';
 import { LinkOwnership, type LinkLeases } from './replicas.js';
 import { CommitPacer, Notifier, SerialQueue } from './serial.js';
 import { peerHost, Transport } from './transport.js';
@@ -114,8 +114,12 @@ export class TrellisNode extends EventEmitter {
   private readonly transport: Transport;
   private readonly trusts = new Map<string, TrustConfig>();
   private readonly links = new Map<string, LinkSession>();
-  /** Identity keys pinned, from the config or at first sight (see pinnedKey): a pin never changes. */
-  private readonly pinnedKeys = new Map<string, Uint8Array>();
+  /** Keys the administrator pinned in the config (pinned_servers), for servers we hold no trust with. */
+  private readonly configPins = new Map<string, Uint8Array>();
+  /** Trusts' keys pinned at their first handshake (read from the store at start): a pin never changes. */
+  private readonly handshakePins = new Map<string, Uint8Array>();
+  /** A directory change waits for the end of the turn: its paths are judged again once for all of it. */
+  private rejudgeScheduled = false;
   readonly directory: ServerDirectory;
   readonly routing: Routing;
   private readonly delivery: DeliveryCursors;
@@ -157,14 +161,21 @@ export class TrellisNode extends EventEmitter {
     this.limiter = new FailureRateLimiter(this.now);
     this.transport = new Transport(config);
     for (const trust of config.trusts) this.trusts.set(trust.server_id, trust);
-    for (const pinned of config.pinned_servers) this.pinnedKeys.set(pinned.server_id, Buffer.from(pinned.identity_key, 'base64'));
+    for (const pinned of config.pinned_servers) this.configPins.set(pinned.server_id, Buffer.from(pinned.identity_key, 'base64'));
     const transit = config.server.kind !== 'CTS';
-    this.routing = new Routing({ selfId: this.id, transit, trusts: () => this.trusts.values(), isUp: (peerId) => this.link(peerId) !== undefined });
+    this.routing = new Routing({
+      selfId: this.id,
+      transit,
+      trusts: () => this.trusts.values(),
+      trustOf: (serverId) => this.trusts.get(serverId),
+      isUp: (peerId) => this.link(peerId) !== undefined,
+      believed: (serverId) => this.directory.get(serverId),
+    });
     this.directory = new ServerDirectory(
       this.identity,
       { id: this.id, kind: config.server.kind, name: config.server.name, upstream: upstreamOf(config)?.server_id ?? '' },
       this.now(),
-      { store, pinnedKey: (id) => this.pinnedKey(id), pinKey: (id, key) => store.pinKey(id, key), audit: (entry, key) => this.audit(entry, key) },
+      { store, trustedKey: (id) => this.trustedKey(id), trustOf: (id) => this.trusts.get(id), audit: (entry, key) => this.audit(entry, key), now: this.now },
     );
     this.delivery = new DeliveryCursors(store);
     this.inspect = new NodeInspector({
@@ -228,6 +239,7 @@ export class TrellisNode extends EventEmitter {
   private async listen(): Promise<void> {
     await this.outbound.load();
     await this.delivery.load();
+    for (const trust of this.trusts.values()) await this.loadHandshakePin(trust.server_id);
     await this.directory.load();
     await this.inbound.load();
     this.flushTimer = setInterval(() => void this.delivery.flush().catch((error) => this.log.warn({ err: error }, 'delivery cursors not written')), DELIVERY_FLUSH_MS);
@@ -329,30 +341,54 @@ export class TrellisNode extends EventEmitter {
   }
 
   private onAppended(events: StoredEvent[]): void {
+    this.inbound.appended(events);
     this.outbound.observe(events);
     this.appended.notify();
     this.emit('appended', events);
   }
 
-  /** An origin's key: ours, or the one pinned for it (config, handshake, or its directory record). */
+  /** An origin's key: ours, the one our own authority holds for it, else the one its believed record carries. */
   private async originKey(origin: string): Promise<Uint8Array | undefined> {
-    return origin === this.id ? this.identity.publicKey : this.pinnedKey(origin);
+    return origin === this.id ? this.identity.publicKey : (this.trustedKey(origin) ?? this.directory.get(origin)?.identityKey);
   }
 
   /**
-   * The key pinned for a server: a trust's or pinned_servers' key from the config, else the
-   * one pinned at first sight. A pin never changes (pinKey keeps the first), so each is
-   * read from the store once.
+   * The key our own authority holds for a server (architecture.md, "Server directory"): a
+   * trust's or pinned_servers' key from the config, else the one pinned at the trust's
+   * first handshake. Never a key learnt from a neighbour.
    */
-  private async pinnedKey(serverId: string): Promise<Uint8Array | undefined> {
-    const configured = this.trusts.get(serverId)?.identity_key;
-    if (configured) return Buffer.from(configured, 'base64');
-    let key = this.pinnedKeys.get(serverId);
-    if (!key) {
-      key = await this.store.pinnedKey(serverId);
-      if (key) this.pinnedKeys.set(serverId, key);
-    }
+  private trustedKey(serverId: string): Uint8Array | undefined {
+    const trust = this.trusts.get(serverId);
+    if (trust?.identity_key) return Buffer.from(trust.identity_key, 'base64');
+    return this.configPins.get(serverId) ?? (trust ? this.handshakePins.get(serverId) : undefined);
+  }
+
+  /** The key the trust's handshake must present: configured, else pinned at its first handshake. */
+  private async handshakeKey(serverId: string): Promise<Uint8Array | undefined> {
+    return this.trustedKey(serverId) ?? (await this.loadHandshakePin(serverId));
+  }
+
+  private async loadHandshakePin(serverId: string): Promise<Uint8Array | undefined> {
+    const key = await this.store.pinnedKey(serverId);
+    if (key) this.handshakePins.set(serverId, key);
     return key;
+  }
+
+  /** A trust's first handshake pins the key it presented; what the directory believed of the server is judged again. */
+  private async pinAtHandshake(serverId: string, key: Uint8Array): Promise<void> {
+    // Every handshake offers its key; only the first pins one (checkIdentity made sure a later one matches).
+    if (this.trustedKey(serverId)) return;
+    await this.store.pinKey(serverId, key);
+    await this.loadHandshakePin(serverId);
+    await this.trustKeyChanged(serverId);
+  }
+
+  /** Our own authority now holds (or no longer holds) a server's key: the directory is judged again, and its held events checked. */
+  private async trustKeyChanged(serverId: string): Promise<void> {
+    const changed = await this.directory.trustChanged(serverId);
+    this.directoryChanged(changed, '');
+    for (const entry of changed) await this.inbound.originKnown(entry.id);
+    if (this.trustedKey(serverId) && !changed.some((entry) => entry.id === serverId)) await this.inbound.originKnown(serverId);
   }
 
   /** Journals an entry (and logs it); entries sharing a coalescing key are summarised under a flood. */
@@ -372,8 +408,8 @@ export class TrellisNode extends EventEmitter {
       timeoutMs: this.config.link.handshake_timeout_ms,
       limiter: this.limiter,
       trustOf: (serverId) => this.trusts.get(serverId),
-      pinnedKey: (serverId) => this.pinnedKey(serverId),
-      pinKey: (serverId, key) => this.store.pinKey(serverId, key),
+      pinnedKey: (serverId) => this.handshakeKey(serverId),
+      pinKey: (serverId, key) => this.pinAtHandshake(serverId, key),
       claimLink: (peerId, diallerId) => this.claimLink(peerId, diallerId),
       storedLinkSeq: (peerId) => this.store.linkCursor(peerId),
       audit: (entry, key) => this.audit(entry, key),
@@ -593,22 +629,40 @@ export class TrellisNode extends EventEmitter {
 
   private async onDirectory(peerId: string, records: ServerRecord[]): Promise<void> {
     const changed = await this.directory.offer(peerId, records);
-    if (changed.length === 0) return;
-    if (this.config.server.kind !== 'CTS') {
-      const frame = this.directoryFrame(changed.map((entry) => entry.signed));
-      for (const session of this.links.values()) if (session.peerId !== peerId) session.sendControl(frame);
-    }
+    this.directoryChanged(changed, peerId);
     for (const entry of changed) await this.inbound.originKnown(entry.id);
   }
 
-  private onReachability(peerId: string, announcement: Reachability): void {
-    const outcome = this.routing.reach.accept(peerId, announcement);
-    if (outcome.loops + outcome.malformed > 0) {
-      void this.audit({ kind: 'reachability-refused', peer: peerId, code: outcome.loops > 0 ? 'loop' : 'malformed', detail: `${outcome.loops} looping and ${outcome.malformed} malformed path(s) refused` }, peerId);
+  /**
+   * What the directory believes changed: a transit passes the changed records on (to all
+   * but the peer they came from), and every kept path is judged again at the end of the turn.
+   */
+  private directoryChanged(changed: readonly ServerEntry[], fromPeer: string): void {
+    if (changed.length === 0) return;
+    if (this.config.server.kind !== 'CTS') {
+      const frame = this.directoryFrame(changed.map((entry) => entry.signed));
+      for (const session of this.links.values()) if (session.peerId !== fromPeer) session.sendControl(frame);
     }
-    if (outcome.changed.length > 0) {
-      this.routing.pathsChanged(outcome.changed);
-      this.routesChanged();
+    if (this.rejudgeScheduled) return;
+    this.rejudgeScheduled = true;
+    setImmediate(() => {
+      this.rejudgeScheduled = false;
+      const { changed: moved, refused } = this.routing.rejudge();
+      for (const [peerId, refusals] of refused) this.journalPathRefusals(peerId, refusals);
+      if (moved.length > 0) this.routesChanged();
+    });
+  }
+
+  private onReachability(peerId: string, announcement: Reachability): void {
+    const outcome = this.routing.accept(peerId, announcement);
+    this.journalPathRefusals(peerId, outcome.refused);
+    if (outcome.changed.length > 0) this.routesChanged();
+  }
+
+  /** One journal entry per refusal code of an announcement, coalesced per peer under a flood. */
+  private journalPathRefusals(peerId: string, refused: PathRefusals): void {
+    for (const [code, { count, why }] of refused) {
+      void this.audit({ kind: 'reachability-refused', peer: peerId, code, detail: `${count} path(s) refused: ${why}` }, peerId);
     }
   }
 
@@ -630,7 +684,9 @@ export class TrellisNode extends EventEmitter {
   async setTrust(trust: TrustConfig): Promise<void> {
     const before = this.trusts.get(trust.server_id);
     this.trusts.set(trust.server_id, trust);
+    await this.loadHandshakePin(trust.server_id);
     await this.audit({ kind: before ? 'trust-changed' : 'trust-added', peer: trust.server_id, detail: `trust ${trust.name} ${trust.status}` });
+    await this.trustKeyChanged(trust.server_id);
     if (before) this.dropLink(trust.server_id, trust.status === 'enabled' ? 'trust changed' : 'trust blocked');
     this.claims.get(trust.server_id)?.release();
     this.startDialling(trust);
@@ -646,8 +702,9 @@ export class TrellisNode extends EventEmitter {
 
   async removeTrust(serverId: string): Promise<void> {
     if (!this.trusts.delete(serverId)) return;
-    this.pinnedKeys.delete(serverId);
+    this.handshakePins.delete(serverId);
     await this.audit({ kind: 'trust-removed', peer: serverId, detail: 'trust removed' });
+    await this.trustKeyChanged(serverId);
     this.dropLink(serverId, 'trust removed');
     this.routesChanged();
   }

@@ -33,7 +33,7 @@ const FAR = 'server-far';
 
 /** An Outbound whose every destination is its own next hop (all trusts direct and up), but FAR, reached through PEER. */
 function relay(store: EventStore, transit: boolean): Outbound {
-  const routes = { nextHop: (destination: string) => (destination === FAR ? PEER : destination), destinationsVia: () => [], version: 0 };
+  const routes = { nextHop: (destination: string) => (destination === FAR ? PEER : destination), destinationsVia: () => [], isTransit: (peerId: string) => peerId === PEER, version: 0 };
   return new Outbound({ selfId: SELF, identity: identityFromSeed(Buffer.alloc(32, 1)), store, transit, routes, rewindAll: () => undefined });
 }
 

@@ -27,6 +27,8 @@ export interface NextHops {
   nextHop(destination: string, policy: number): string | undefined;
   /** The destinations whose default route runs through `peerId`. */
   destinationsVia(peerId: string): string[];
+  /** Whether our trust makes the peer a transit (ETS, RTS, TTS): a CTS never carries a chat it is not in. */
+  isTransit(peerId: string): boolean;
   /** Changes whenever a route moves: cached next hops are dropped. */
   readonly version: number;
 }
@@ -254,14 +256,19 @@ export class Outbound {
   /**
    * Backfill for a peer that found a gap in one origin's chain, or (empty origin) that
    * lacks a whole chat: a page per origin asked. Pages name nothing to pass on: what a
-   * transit must forward comes in the link stream, which resends it after a route moves. Only for a peer with members in the chat
-   * or one that carries the chat for us (a transit): anyone else reads nothing of it.
+   * transit must forward comes in the link stream, which resends it after a route moves.
+   * Answered to a member server (every origin), or to a transit that is our next hop to a
+   * member server of the chat, and then only with what we would send it in the link
+   * stream (a CTS sends only its own events); anyone else reads nothing of the chat.
    */
   async backfill(peerId: string, request: BackfillRequest): Promise<BackfillAnswer[] | undefined> {
     const { servers, policy } = await this.routingOf(request.chatId);
     if (servers.length === 0) return undefined;
-    if (!servers.includes(peerId) && !servers.some((server) => this.deps.routes.nextHop(server, policy) === peerId)) return undefined;
-    const origins = request.origin ? [request.origin] : await this.deps.store.chatOrigins(request.chatId);
+    const member = servers.includes(peerId);
+    if (!member && !(this.deps.routes.isTransit(peerId) && servers.some((server) => server !== this.deps.selfId && this.deps.routes.nextHop(server, policy) === peerId))) return undefined;
+    const carried = member || this.deps.transit;
+    if (!carried && request.origin && request.origin !== this.deps.selfId) return undefined;
+    const origins = request.origin ? [request.origin] : carried ? await this.deps.store.chatOrigins(request.chatId) : [this.deps.selfId];
     const answers: BackfillAnswer[] = [];
     for (const origin of origins) answers.push({ chatId: request.chatId, origin, ...(await this.page(request.chatId, origin, Math.max(1, request.fromSeq))) });
     return answers;

@@ -148,6 +148,13 @@ export interface EventStore {
 
   /** The current members of a chat (from its latest membership event), or undefined before its creation is stored. */
   chatMembers(chatId: string): Promise<string[] | undefined>;
+  /** The current members of a chat and the log place of the membership event that set them; undefined before its creation. */
+  chatMembership(chatId: string): Promise<{ members: string[]; at: LogPlace } | undefined>;
+  /**
+   * The members set by the chat's latest membership event placed before `place` (undefined:
+   * none is), and whether any membership event before it listed a member on `server`.
+   */
+  membershipBefore(chatId: string, place: LogPlace, server: string): Promise<{ members: string[] | undefined; wasMember: boolean }>;
   /** A chat's routing policy, from its chat-created event (0, the default, before it is stored). */
   chatPolicy(chatId: string): Promise<number>;
   /**
@@ -159,7 +166,7 @@ export interface EventStore {
   undelivered(destination: string, afterLocalSeq: number, self: string, transit: boolean): Promise<{ events: number; oldestHlcMs: number | undefined }>;
   /** How many chats have members on each server. */
   chatCounts(): Promise<Array<{ serverId: string; chats: number }>>;
-  /** Keeps a server's signed record (a newer one replaces an older one); `serverRecords` reads them all back. */
+  /** Keeps the record the directory believes of a server (replacing the one kept before); `serverRecords` reads them all back. */
   saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void>;
   serverRecords(): Promise<Buffer[]>;
   /** Per destination server, the local seq up to which its next hops acknowledged everything (see schema). */
@@ -295,6 +302,19 @@ export function isDataError(error: unknown): boolean {
 }
 
 /** The server part of `user@server-id`. */
+/** An event's place in its chat's log: every node orders a chat's events by it (architecture.md, "Events"). */
+export interface LogPlace {
+  hlcMs: number;
+  hlcCounter: number;
+  origin: string;
+  seq: number;
+}
+
+/** Log order, as the store's row comparison orders the same columns (server ids compare as plain text). */
+export function compareLogPlace(a: LogPlace, b: LogPlace): number {
+  return a.hlcMs - b.hlcMs || a.hlcCounter - b.hlcCounter || (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0) || a.seq - b.seq;
+}
+
 export function serverOfMember(member: string): string {
   return member.slice(member.lastIndexOf('@') + 1);
 }
@@ -582,8 +602,7 @@ export class SqlEventStore implements EventStore {
   async saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void> {
     await this.db.query(
       `insert into server_records (server_id, record, issued_at_ms) values ($1, decode($2, 'base64'), $3)
-       on conflict (server_id) do update set record = excluded.record, issued_at_ms = excluded.issued_at_ms
-       where server_records.issued_at_ms < excluded.issued_at_ms`,
+       on conflict (server_id) do update set record = excluded.record, issued_at_ms = excluded.issued_at_ms`,
       [serverId, Buffer.from(record).toString('base64'), issuedAtMs],
     );
   }
@@ -610,6 +629,25 @@ export class SqlEventStore implements EventStore {
   async chatMembers(chatId: string): Promise<string[] | undefined> {
     const [row] = await this.db.query<{ members: string[] }>('select members from chats where chat_id = $1', [chatId]);
     return row?.members;
+  }
+
+  async chatMembership(chatId: string): Promise<{ members: string[]; at: LogPlace } | undefined> {
+    const [row] = await this.db.query<{ members: string[]; version_hlc_ms: number; version_hlc_counter: number; version_origin: string; version_seq: number }>(
+      'select members, version_hlc_ms, version_hlc_counter, version_origin, version_seq from chats where chat_id = $1',
+      [chatId],
+    );
+    if (!row) return undefined;
+    return { members: row.members, at: { hlcMs: Number(row.version_hlc_ms), hlcCounter: Number(row.version_hlc_counter), origin: row.version_origin, seq: Number(row.version_seq) } };
+  }
+
+  async membershipBefore(chatId: string, place: LogPlace, server: string): Promise<{ members: string[] | undefined; wasMember: boolean }> {
+    const before = `e.chat_id = $1 and e.kind in (1, 2, 3) and (e.hlc_ms, e.hlc_counter, e.origin, e.seq) < ($2, $3, $4, $5)`;
+    const [row] = await this.db.query<{ members: string[] | null; was_member: boolean }>(
+      `select (select e.members from events e where ${before} order by e.hlc_ms desc, e.hlc_counter desc, e.origin desc, e.seq desc limit 1) as members,
+              exists (select 1 from events e, jsonb_array_elements_text(e.members) m where ${before} and right(m, length($6) + 1) = '@' || $6) as was_member`,
+      [chatId, place.hlcMs, place.hlcCounter, place.origin, place.seq, server],
+    );
+    return { members: row?.members ?? undefined, wasMember: row?.was_member ?? false };
   }
 
   async chatOrigins(chatId: string): Promise<string[]> {

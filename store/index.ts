@@ -22,6 +22,8 @@ export {
   type DroppedHeld,
   SqlEventStore,
   serverOfMember,
+  compareLogPlace,
+  type LogPlace,
   isDataError,
 } from './event-store.js';
 

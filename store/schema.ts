@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, unique } from 'drizzle-orm/pg-core';
 
 /**
@@ -36,6 +37,10 @@ export const events = pgTable(
     unique('events_id_key').on(t.id),
     unique('events_chain_key').on(t.chatId, t.origin, t.seq),
     index('events_canonical_order').on(t.chatId, t.hlcMs, t.hlcCounter, t.origin, t.seq),
+    // A chat's membership events in log order (chat created, members added, removed): an event is judged against the members at its place.
+    index('events_membership')
+      .on(t.chatId, t.hlcMs, t.hlcCounter, t.origin, t.seq)
+      .where(sql`${t.kind} in (1, 2, 3)`),
   ],
 );
 

@@ -69,7 +69,7 @@ describe('authenticity: tampered events are refused and the link survives', () =
     expect((await pair.a.store.chatLog(chat.id)).map((e) => e.id.toString('hex'))).toEqual([first!.id.toString('hex'), second!.id.toString('hex')]);
   });
 
-  it('holds events of an origin it has no record of, checks them when the record arrives, and stores only the genuine ones', async () => {
+  it('holds events of an origin it has no record of, checks them when its key comes from an authority, and stores only the genuine ones', async () => {
     const stranger = { id: randomUUID(), identity: identityFromSeed(randomBytes(32)) };
     const genuineChat = newChat([`victor@${pair.a.id}`, `sam@${stranger.id}`]);
     const forgedChat = newChat([`victor@${pair.a.id}`, `sam@${stranger.id}`]);
@@ -84,20 +84,25 @@ describe('authenticity: tampered events are refused and the link survives', () =
     expect(await pair.a.store.chatLog(genuineChat.id)).toHaveLength(0);
     expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(2);
 
-    // The record arrives (as a transit passes it on): the genuine run is stored, the forged one refused.
+    // The stranger's own record, passed on by the partner: a CTS vouches for itself only, so the events stay held.
     const record = ServerRecordBody.encode({ serverId: stranger.id, kind: 'CTS', name: 'cts-stranger', identityKey: Buffer.from(stranger.identity.publicKey), upstream: '', issuedAtMs: Date.now() }).finish();
-    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(stranger.identity, record) }] } } });
+    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(stranger.identity, record), attestations: [] }] } } });
+    await waitFor('the record refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'record-refused' && e.code === 'no-authority' && e.peer === rogue.id));
+    expect(pair.a.directory.get(stranger.id)).toBeUndefined();
+    expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(2);
+
+    // An administrator pins the stranger's key (a trust): the genuine run is stored, the forged one refused.
+    await pair.a.setTrust({ ...rogue.trustFor(pair.a), server_id: stranger.id, name: 'cts-stranger', identity_key: Buffer.from(stranger.identity.publicKey).toString('base64') });
     await waitFor('the genuine run stored', async () => (await pair.a.store.chatLog(genuineChat.id)).length === 2);
     await waitFor('the forged run refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'event-refused' && e.code === 'bad-signature'));
     expect(await pair.a.store.chatLog(forgedChat.id)).toHaveLength(0);
     expect((await pair.a.store.heldSummary()).filter((held) => held.origin === stranger.id)).toHaveLength(0);
-    expect(pair.a.directory.get(stranger.id)?.name).toBe('cts-stranger');
   });
   it('refuses and journals a record that carries another key for a known server, and keeps the first', async () => {
     const impostor = identityFromSeed(randomBytes(32));
     // The rogue peer's own key was pinned at its handshake: a record naming it with another key is an impostor's.
     const record = ServerRecordBody.encode({ serverId: rogue.id, kind: 'CTS', name: 'impostor', identityKey: Buffer.from(impostor.publicKey), upstream: '', issuedAtMs: Date.now() }).finish();
-    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(impostor, record) }] } } });
+    await link.send({ kind: { $case: 'directory', value: { records: [{ record: Buffer.from(record), signature: signServerRecord(impostor, record), attestations: [] }] } } });
     await waitFor('the record refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'record-refused' && e.code === 'key-mismatch' && e.peer === rogue.id));
     expect(pair.a.directory.get(rogue.id)).toBeUndefined();
     // The link carries on.
@@ -106,12 +111,13 @@ describe('authenticity: tampered events are refused and the link survives', () =
     expect(await pair.a.store.chatLog(chat.id)).toHaveLength(2);
   });
 
-  it('refuses a path that loops through it, journals it, keeps the rest of the announcement, and traffic flows', async () => {
+  it('refuses a path that loops through it and a partner posing as a transit, journals both, and traffic flows', async () => {
     const beyond = randomUUID();
     await link.send({ kind: { $case: 'reachability', value: { paths: [{ servers: [rogue.id] }, { servers: [rogue.id, pair.a.id, pair.b.id] }, { servers: [rogue.id, beyond] }], withdrawn: [], update: false } } });
     await waitFor('the loop refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'reachability-refused' && e.code === 'loop' && e.peer === rogue.id));
-    // The loop is not followed (B, unlinked here, gets no route through it); the honest path is taken.
-    await waitFor('the honest path kept', () => pair.a.routing.nextHop(beyond, 0) === rogue.id);
+    await waitFor('the transit path refused', async () => (await pair.a.store.auditLog()).some((e) => e.kind === 'reachability-refused' && e.code === 'not-transit' && e.peer === rogue.id));
+    // Neither is followed: B (unlinked here) and the server beyond get no route through the partner.
+    expect(pair.a.routing.nextHop(beyond, 0)).toBeUndefined();
     expect(pair.a.routing.nextHop(pair.b.id, 0)).toBeUndefined();
     const chat = rogue.newChat();
     expect(await link.exchange(rogue.events(chat, 3))).toEqual([]);

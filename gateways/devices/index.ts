@@ -47,6 +47,11 @@ export function membersAddedDraft(chat: DeviceChat, sender: string, added: strin
   return draft(chat, sender, EventKind.EVENT_KIND_MEMBERS_ADDED, { content: { $case: 'membersChanged', value: { added, removed: [] } } }, chat.members);
 }
 
+export function membersRemovedDraft(chat: DeviceChat, sender: string, removed: string[]): EventDraft {
+  chat.members = chat.members.filter((member) => !removed.includes(member));
+  return draft(chat, sender, EventKind.EVENT_KIND_MEMBERS_REMOVED, { content: { $case: 'membersChanged', value: { added: [], removed } } }, chat.members);
+}
+
 /** The text of a posted message as a member device reads it; throws if the key does not open it. */
 export function readMessage(chat: DeviceChat, sealed: Uint8Array): string {
   const body = openBody(chat.key, sealed);

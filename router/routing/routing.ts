@@ -1,7 +1,8 @@
 import { RoutingPolicy } from '../../proto/gen/trellis/v1/event.js';
 import type { Reachability, ReachPath } from '../../proto/gen/trellis/v1/link.js';
 import type { TrustConfig } from '../config.js';
-import { ReachabilityTable } from './reachability.js';
+import { judgePath, type Vouchable } from './authority.js';
+import { ReachabilityTable, type PathJudge, type PathRefusals, type ReachOutcome } from './reachability.js';
 import { chooseRoute, policyName, type Neighbour, type RouteChoice } from './route-choice.js';
 
 export interface RouteChange {
@@ -15,7 +16,10 @@ export interface RoutingDeps {
   /** Transit servers (ETS, RTS, TTS) pass on what is reachable through them; a CTS announces only itself. */
   transit: boolean;
   trusts(): Iterable<TrustConfig>;
+  trustOf(serverId: string): TrustConfig | undefined;
   isUp(peerId: string): boolean;
+  /** What the directory believes of a server (its kind and attested upstream), if anything. */
+  believed(serverId: string): Vouchable | undefined;
 }
 
 /**
@@ -33,6 +37,25 @@ export class Routing {
 
   constructor(private readonly deps: RoutingDeps) {
     this.reach = new ReachabilityTable(deps.selfId);
+  }
+
+  /** A neighbour's paths are judged by what its trust makes it (a CTS is no transit) and by what the directory believes. */
+  private readonly judge: PathJudge = (neighbourId, path) => {
+    return judgePath(this.deps.trustOf(neighbourId)?.kind ?? 'CTS', path, this.deps.believed);
+  };
+
+  /** Takes a neighbour's announcement: what it may announce is kept, the rest refused (see the outcome). */
+  accept(neighbourId: string, announcement: Reachability): ReachOutcome {
+    const outcome = this.reach.accept(neighbourId, announcement, this.judge);
+    if (outcome.changed.length > 0) this.pathsChanged(outcome.changed);
+    return outcome;
+  }
+
+  /** The directory changed: every kept path is judged again. Answers the refusals per neighbour. */
+  rejudge(): { changed: string[]; refused: Map<string, PathRefusals> } {
+    const result = this.reach.rejudge(this.judge);
+    if (result.changed.length > 0) this.pathsChanged(result.changed);
+    return result;
   }
 
   /** Counts route recomputations that changed something: caches of next hops compare it. */
@@ -54,6 +77,11 @@ export class Routing {
   nextHop(destination: string, policy: number): string | undefined {
     if (policyName(policy) === 'default') return this.hops.get(destination);
     return this.isDirectUp(destination) ? destination : undefined;
+  }
+
+  isTransit(peerId: string): boolean {
+    const kind = this.deps.trustOf(peerId)?.kind;
+    return kind !== undefined && kind !== 'CTS';
   }
 
   /** The destinations whose default route runs through `peerId`. */

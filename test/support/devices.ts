@@ -4,6 +4,7 @@ export {
   createdDraft,
   messageDraft,
   membersAddedDraft,
+  membersRemovedDraft,
   readMessage,
   type DeviceChat as TestChat,
 } from '../../gateways/devices/index.js';

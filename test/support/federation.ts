@@ -29,7 +29,8 @@ export class LogCapture extends Writable {
  * per vitest worker, so two workers never hand out the same port.
  */
 const PORTS_PER_WORKER = 800;
-const WORKER_PORTS_FROM = 20_000 + (Number(process.env.VITEST_POOL_ID ?? 0) % 15) * PORTS_PER_WORKER;
+// TEST_PORT_BASE moves the blocks, for two checkouts' suites on one machine at once.
+const WORKER_PORTS_FROM = Number(process.env.TEST_PORT_BASE ?? 20_000) + (Number(process.env.VITEST_POOL_ID ?? 0) % 15) * PORTS_PER_WORKER;
 let nextPortOffset = 0;
 
 export async function freePort(): Promise<number> {
@@ -147,6 +148,35 @@ export class TestPair {
   async stop(): Promise<void> {
     await this.stopNodes();
     await this.engine?.engine.cleanUp();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One node of a kind, with no trusts yet (a test attaches its peers), on a free loopback port, in a temporary folder. */
+export class LoneNode {
+  readonly logs = new LogCapture();
+  readonly dir = mkdtempSync(join(tmpdir(), 'trellis-lone-'));
+  node!: TrellisNode;
+
+  static async start(kind: NodeConfig['server']['kind'], link: Partial<NodeConfig['link']> = {}): Promise<LoneNode> {
+    await cryptoReady();
+    const lone = new LoneNode();
+    const keyFile = join(lone.dir, 'identity.key');
+    writeFileSync(keyFile, generateIdentityPem(), { mode: 0o600 });
+    const config = parseConfig({
+      server: { id: randomUUID(), name: `lone-${kind.toLowerCase()}`, kind },
+      listen: `127.0.0.1:${await freePort()}`,
+      identity_key_file: keyFile,
+      store: { memory: true },
+      link: { ...FAST_LINK, ...link },
+      trusts: [],
+    });
+    lone.node = await TrellisNode.start(config, { logger: createLogger('info', lone.logs) });
+    return lone;
+  }
+
+  async stop(): Promise<void> {
+    await this.node?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

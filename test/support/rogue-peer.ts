@@ -1,8 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chainEvent, eventId, identityFromSeed, signEventId, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
+import { chainEvent, eventId, identityFromSeed, signAttestation, signEventId, signServerRecord, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
-import type { Frame } from '../../proto/gen/trellis/v1/link.js';
-import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
+import { AttestationBody, ServerRecordBody, type Attestation, type Frame, type ServerRecord } from '../../proto/gen/trellis/v1/link.js';
+import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type ServerKind, type TrellisNode, type TrustConfig, type TrustRole } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
 
 /**
@@ -18,13 +18,50 @@ export class RoguePeer {
   private readonly heads = new Map<string, ChainPosition>();
   private hlcMs = Date.now();
 
-  private constructor(readonly node: TrellisNode) {}
+  private constructor(
+    readonly node: TrellisNode,
+    /** What the node's trust makes us: a partner CTS unless the test says otherwise. */
+    readonly kind: ServerKind,
+    readonly role: TrustRole,
+  ) {}
 
   /** Adds a trust for this peer to the running node (it never dials us: no endpoint). */
-  static async attach(node: TrellisNode): Promise<RoguePeer> {
-    const peer = new RoguePeer(node);
+  static async attach(node: TrellisNode, as: { kind?: ServerKind; role?: TrustRole } = {}): Promise<RoguePeer> {
+    const peer = RoguePeer.unpaired(node, as);
     await node.setTrust(peer.trustFor(node));
     return peer;
+  }
+
+  /** A server the node holds no trust with yet (the test may add one later with `trustFor`). */
+  static unpaired(node: TrellisNode, as: { kind?: ServerKind; role?: TrustRole } = {}): RoguePeer {
+    return new RoguePeer(node, as.kind ?? 'CTS', as.role ?? 'partner');
+  }
+
+  /**
+   * A server record signed by `identity`: ours (as our trust makes us; a server below the
+   * node names it its upstream) unless the test makes one up for another server.
+   */
+  record(fields: Partial<ServerRecordBody> = {}, identity: Identity = this.identity, attestations: Attestation[] = []): ServerRecord {
+    const body: ServerRecordBody = {
+      serverId: this.id,
+      kind: this.kind,
+      name: `rogue-${this.kind.toLowerCase()}`,
+      identityKey: Buffer.from(identity.publicKey),
+      upstream: this.role === 'downstream' ? this.node.id : '',
+      issuedAtMs: Date.now(),
+      ...fields,
+    };
+    const record = Buffer.from(ServerRecordBody.encode(body).finish());
+    return { record, signature: signServerRecord(identity, record), attestations };
+  }
+
+  /** An attestation of a record's key, kind and upstream, by us (or by `attester` with its identity). */
+  attest(signed: ServerRecord, attester: { id: string; identity: Identity } = this): Attestation {
+    const body = ServerRecordBody.decode(signed.record);
+    const statement = Buffer.from(
+      AttestationBody.encode({ attester: attester.id, serverId: body.serverId, identityKey: body.identityKey, kind: body.kind, upstream: body.upstream, issuedAtMs: Date.now() }).finish(),
+    );
+    return { statement, signature: signAttestation(attester.identity, statement) };
   }
 
   /** A node's trust in this peer, as its administrator would write it (no endpoint: we dial). */
@@ -32,12 +69,12 @@ export class RoguePeer {
     return {
       server_id: this.id,
       name: `rogue-for-${node.config.server.name}`,
-      kind: 'CTS',
+      kind: this.kind,
       token_for_accepting: this.tokens.nodeAccepts,
       token_for_connecting: this.tokens.nodePresents,
       status: 'enabled',
       allow_trust_search: false,
-      role: 'partner',
+      role: this.role,
     };
   }
 
@@ -75,8 +112,8 @@ export class RoguePeer {
     return newChat([`victor@${this.node.id}`, `mallory@${this.id}`]);
   }
 
-  /** Our next `count` events of the chat (the first ever is chat-created), signed at the last one. */
-  events(chat: TestChat, count: number, origin = this.id): Event[] {
+  /** Our next `count` events of the chat (the first ever is chat-created), signed at the last one (by `signer`: another origin's key). */
+  events(chat: TestChat, count: number, origin: string = this.id, signer: Identity = this.identity): Event[] {
     const events: Event[] = [];
     for (let i = 0; i < count; i++) {
       const key = `${chat.id}/${origin}`;
@@ -87,7 +124,7 @@ export class RoguePeer {
       events.push(event);
     }
     const last = events.at(-1);
-    if (last) last.signature = signEventId(this.identity, last.id);
+    if (last) last.signature = signEventId(signer, last.id);
     return events;
   }
 
@@ -154,6 +191,16 @@ export class RogueLink {
 
   send(frame: Frame): Promise<void> {
     return this.channel.send(frame);
+  }
+
+  /** Passes records on, as a directory frame. */
+  sendRecords(records: ServerRecord[]): Promise<void> {
+    return this.send({ kind: { $case: 'directory', value: { records } } });
+  }
+
+  /** Announces what is reachable through us: the whole set (`update` false) or changes. */
+  announce(paths: string[][], options: { update?: boolean; withdrawn?: string[] } = {}): Promise<void> {
+    return this.send({ kind: { $case: 'reachability', value: { paths: paths.map((servers) => ({ servers })), withdrawn: options.withdrawn ?? [], update: options.update ?? false } } });
   }
 
   /** Sends events as the next batch of our link stream; returns its link sequence. */

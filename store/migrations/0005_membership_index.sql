@@ -1,0 +1,1 @@
+CREATE INDEX "events_membership" ON "events" USING btree ("chat_id","hlc_ms","hlc_counter","origin","seq") WHERE "events"."kind" in (1, 2, 3);
