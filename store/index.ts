@@ -23,6 +23,7 @@ export {
   SqlEventStore,
   serverOfMember,
   isDataError,
+  heldEventBytes,
 } from './event-store.js';
 
 import { openPglite, type PgliteOptions } from './pglite.js';
