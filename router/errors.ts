@@ -3,7 +3,7 @@ import { printable } from './audit.js';
 
 /** Link-level refusals beyond the trust ones of crypto/errors.ts. The code travels in LinkError frames. */
 const LINK_ERROR_CODE_LIST = [
-  'unexpected-frame', 'batch-too-large', 'handshake-timeout', 'dead-link', 'duplicate-link', 'trust-changed', 'shutting-down', 'refused-by-peer', 'backfill-refused', 'unreachable',
+  'unexpected-frame', 'batch-too-large', 'handshake-timeout', 'handshake-busy', 'dead-link', 'duplicate-link', 'trust-changed', 'shutting-down', 'refused-by-peer', 'backfill-refused', 'unreachable',
   // Replicas of one server: the link belongs to another replica, or our lease on it lapsed.
   'not-owner', 'lease-lost',
 ] as const;

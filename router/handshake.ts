@@ -21,6 +21,12 @@ import { FailureRateLimiter } from './rate-limit.js';
  * it sends in Welcome, so the peer resends exactly what is not stored here.
  */
 export const PROTOCOL_VERSION = 1;
+/**
+ * How long an accepted stream may stay silent before its Hello (handshake_timeout_ms if
+ * that is shorter): a dialler sends its Hello as its first frame, at once, so a stream
+ * that says nothing is dropped soon instead of holding a slot for a whole handshake step.
+ */
+export const FIRST_FRAME_TIMEOUT_MS = 2_000;
 
 export interface HandshakeContext {
   selfId: string;
@@ -40,6 +46,16 @@ export interface HandshakeContext {
   storedLinkSeq(peerId: string): Promise<number>;
   /** Journals an entry; entries sharing a coalescing key are summarised under a flood. */
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
+  /** Accepting side: the stream's handshake slot (router/handshake-slots.ts); absent, no bound. */
+  inbound?: InboundSlot;
+}
+
+/** An accepted stream's place among the node's handshakes: silent until its Hello, then held for the claimed id. */
+export interface InboundSlot {
+  /** Counts the stream as silent; never resolves, and rejects with LinkFailure('handshake-busy') if a newer stream takes its place. */
+  silent(): Promise<never>;
+  /** The Hello came: holds a slot for the claimed id until the handshake ends, or throws LinkFailure('handshake-busy'). */
+  spoke(claimedId: string): void;
 }
 
 /** A reservation of the one link slot of a peer, held from the handshake until the link ends. */
@@ -59,11 +75,15 @@ export interface LinkOpening {
   ourStoredLinkSeq: number;
 }
 
-const LINK_CODES: ReadonlySet<string> = new Set<LinkErrorCode>(['duplicate-link', 'trust-changed', 'shutting-down', 'handshake-timeout', 'unexpected-frame']);
+const LINK_CODES: ReadonlySet<string> = new Set<LinkErrorCode>(['duplicate-link', 'trust-changed', 'shutting-down', 'handshake-timeout', 'handshake-busy', 'unexpected-frame']);
 /** Outcomes of a healthy federation (a lost dial race, a peer not up yet): logged, not journalled. */
 const UNAUDITED_CODES: ReadonlySet<string> = new Set(['unreachable', 'duplicate-link', 'shutting-down']);
-/** Refusals that are no sign of an attack, so they do not count towards a source's rate limit. */
-const BENIGN_CODES: ReadonlySet<string> = new Set(['duplicate-link', 'shutting-down', 'trust-changed', 'unreachable']);
+/**
+ * Refusals that are no sign of an attack, so they do not count towards a source's rate limit.
+ * `handshake-busy` is our load, not the source's doing; a silent stream that stays silent
+ * still counts, as a handshake-timeout.
+ */
+const BENIGN_CODES: ReadonlySet<string> = new Set(['duplicate-link', 'shutting-down', 'trust-changed', 'unreachable', 'handshake-busy']);
 
 /** Reads the next frame and insists on its kind; a peer's error frame becomes a typed error. */
 async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: FrameChannel, kind: K, timeoutMs: number) {
@@ -84,6 +104,12 @@ async function expectFrame<K extends 'hello' | 'proof' | 'welcome'>(channel: Fra
   }
   if (frame.kind.$case !== kind) throw new LinkFailure('unexpected-frame', `handshake: expected ${kind}, got ${frame.kind.$case}`);
   return frame.kind.value as Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
+}
+
+/** The dialler's first frame, due at once; while it is awaited the stream holds a silent slot that a newer one may take. */
+function firstHello(ctx: HandshakeContext, channel: FrameChannel): Promise<Hello> {
+  const hello = expectFrame(channel, 'hello', Math.min(ctx.timeoutMs, FIRST_FRAME_TIMEOUT_MS));
+  return ctx.inbound ? Promise.race([hello, ctx.inbound.silent()]) : hello;
 }
 
 function checkHello(hello: Hello): void {
@@ -183,11 +209,12 @@ export async function acceptHandshake(ctx: HandshakeContext, channel: FrameChann
   let claim: LinkClaim | undefined;
   try {
     if (ctx.limiter.isLimited(address, 'address')) throw new TrustError('rate-limited', 'too many failed handshakes from this address; try again later');
-    const hello = await expectFrame(channel, 'hello', ctx.timeoutMs);
+    const hello = await firstHello(ctx, channel);
     claimedId = peerMessage(hello.serverId.slice(0, 64));
     if (ctx.limiter.isLimited(`${address}|${claimedId}`, 'claim')) throw new TrustError('rate-limited', 'too many failed handshakes; try again later');
     checkHello(hello);
     const trust = usableTrust(ctx, hello.serverId);
+    ctx.inbound?.spoke(trust.server_id);
     const ourNonce = randomBytes(NONCE_BYTES);
     await channel.send({ kind: { $case: 'hello', value: { serverId: ctx.selfId, nonce: ourNonce, protocolVersion: PROTOCOL_VERSION } } });
     const theirProof = await expectFrame(channel, 'proof', ctx.timeoutMs);

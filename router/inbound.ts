@@ -1,6 +1,6 @@
 import { checkEventShape, checkRun, EventError, MEMBERSHIP_KINDS, type EventErrorCode } from '../crypto/index.js';
 import { EventKind } from '../proto/gen/trellis/v1/event.js';
-import { compareLogPlace, isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type LogPlace, type StoredEvent, type CarriedEvent, type LinkFence } from '../store/index.js';
+import { compareLogPlace, heldEventBytes, isDataError, serverOfMember, type AuditEntry, type EventStore, type HeldEvent, type LogPlace, type StoredEvent, type CarriedEvent, type LinkFence } from '../store/index.js';
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
@@ -112,10 +112,6 @@ function contiguousAfter(head: { seq: number; id: Uint8Array } | undefined, even
   }
   return out;
 }
-
-/** What a held event counts against the byte bounds: its body and a fixed share for the rest. */
-const heldBytes = (event: CarriedEvent) => event.body.length + HELD_EVENT_OVERHEAD_BYTES;
-const HELD_EVENT_OVERHEAD_BYTES = 256;
 
 const serversOf = (members: readonly string[]) => new Set(members.map(serverOfMember));
 
@@ -401,9 +397,11 @@ export class Inbound {
   /** Holds what cannot be placed yet, within the bounds; past them the rest of the run is refused. */
   private hold(events: CarriedEvent[], peerId: string, headSeq: number, stage: Stage, outcome: InboundOutcome): void {
     for (const [index, event] of events.entries()) {
-      const why = this.deps.held.refusal(event.chatId, event.origin, peerId, event.seq, headSeq, heldBytes(event), stage.holding);
+      // What the store will keep of it, so this round's count and the stored tally agree (a long member list counts whole).
+      const bytes = heldEventBytes(event);
+      const why = this.deps.held.refusal(event.chatId, event.origin, peerId, event.seq, headSeq, bytes, stage.holding);
       if (why) return refuse(outcome, 'too-far-ahead', why, event, events.length - index);
-      stage.holding.add(chainKey(event.chatId, event.origin), peerId, heldBytes(event));
+      stage.holding.add(chainKey(event.chatId, event.origin), peerId, bytes);
       stage.hold.push({ event, peer: peerId });
     }
   }

@@ -13,6 +13,7 @@ import { storeLocation, upstreamOf, type NodeConfig, type TrustConfig } from './
 import { LinkFailure, type LinkErrorCode } from './errors.js';
 import { errorFrame, FrameChannel } from './frame-channel.js';
 import { acceptHandshake, dialHandshake, type HandshakeContext, type LinkClaim, type LinkOpening } from './handshake.js';
+import { HandshakeSlots, trustKeepsSlot } from './handshake-slots.js';
 import { AuditJournal } from './audit.js';
 import { HeldEvents } from './held-events.js';
 import { Inbound } from './inbound.js';
@@ -37,9 +38,6 @@ export const LOCAL_BATCH_EVENTS_MAX = 512;
  * event as for several (the bench's one-event commit CPU against its batch appends).
  */
 export const COMMIT_SPACING_MS = 2;
-/** Inbound handshakes in progress at once, and from one address; more are turned away before any work. */
-export const HANDSHAKES_IN_FLIGHT_MAX = 64;
-export const HANDSHAKES_PER_ADDRESS_MAX = 16;
 const SHUTDOWN_GRACE_MS = 2_000;
 
 export interface LinkStatus {
@@ -136,9 +134,8 @@ export class TrellisNode extends EventEmitter {
   private readonly dialling = new Map<string, AbortController>();
   private readonly localQueue: QueuedPost[] = [];
   private localFlushScheduled = false;
-  private handshakesInFlight = 0;
-  /** Handshakes in flight per remote address: one address cannot take every slot. */
-  private readonly handshakesByAddress = new Map<string, number>();
+  /** Accepted streams before and during their handshake, bounded (router/handshake-slots.ts). */
+  private readonly handshakeSlots = new HandshakeSlots((claimedId, address) => trustKeepsSlot(this.trusts.get(claimedId), address));
   /** Links that ended while a frame of theirs was still being stored (see claimLink). */
   private readonly settling = new Map<string, Promise<void>>();
   private readonly journal: AuditJournal;
@@ -419,23 +416,18 @@ export class TrellisNode extends EventEmitter {
   private async accept(call: grpc.ServerDuplexStream<Frame, Frame>): Promise<void> {
     const channel = new FrameChannel(call, peerHost(call.getPeer()));
     const address = channel.remoteAddress;
-    const fromAddress = this.handshakesByAddress.get(address) ?? 0;
-    if (this.stopping || this.handshakesInFlight >= HANDSHAKES_IN_FLIGHT_MAX || fromAddress >= HANDSHAKES_PER_ADDRESS_MAX) {
-      channel.close(errorFrame('shutting-down', 'not accepting links now'));
+    if (this.stopping) {
+      channel.close(errorFrame('shutting-down', 'node is stopping'));
       return;
     }
-    this.handshakesInFlight += 1;
-    this.handshakesByAddress.set(address, fromAddress + 1);
+    const slot = this.handshakeSlots.open(address);
     try {
-      const opening = await acceptHandshake(this.handshakeContext(), channel);
+      const opening = await acceptHandshake({ ...this.handshakeContext(), inbound: slot }, channel);
       this.adopt(channel, opening, opening.peerId);
     } catch (error) {
       this.log.debug({ code: (error as TrustError).code, remote: address }, 'inbound link refused');
     } finally {
-      this.handshakesInFlight -= 1;
-      const left = (this.handshakesByAddress.get(address) ?? 1) - 1;
-      if (left > 0) this.handshakesByAddress.set(address, left);
-      else this.handshakesByAddress.delete(address);
+      slot.release();
     }
   }
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { chainEvent, eventId, type ChainPosition } from '../crypto/index.js';
 import { Event, EventKind } from '../proto/gen/trellis/v1/event.js';
 import { testEngines } from '../test/support/engines.js';
-import type { StoredEvent } from './index.js';
+import { heldEventBytes, type StoredEvent } from './index.js';
 
 // V8's own test intrinsic: whether two objects share a hidden class (see the shape test below).
 v8.setFlagsFromString('--allow-natives-syntax');
@@ -103,6 +103,18 @@ describe.each(await testEngines())('event store on $name', (engine) => {
     expect(nextSeq).toBe(7);
     expect((await store.dropHeld(CHAT, A, 8)).nextSeq).toBeUndefined();
     expect(await store.heldSummary()).toEqual([]);
+  });
+
+  it('counts a held event by what it keeps of it, members and forward set included, as heldEventBytes says', async () => {
+    const store = await open();
+    const [, second, third] = chain(A, 3);
+    const longList = { ...second!, members: Array.from({ length: 50 }, (_, i) => `user-${i}@${B}`) };
+    const forwarded = { ...third!, forwardTo: ['server-c', 'server-d'] };
+    const rows = await store.hold([longList, forwarded].map((event) => ({ event, peer: B })));
+    expect(rows.map((row) => row.bytes)).toEqual([heldEventBytes(longList), heldEventBytes(forwarded)]);
+    expect(heldEventBytes(longList)).toBeGreaterThan(longList.members.join('').length);
+    expect(heldEventBytes(forwarded)).toBeGreaterThan(heldEventBytes(third!));
+    expect((await store.heldSummary()).reduce((sum, share) => sum + share.bytes, 0)).toBe(heldEventBytes(longList) + heldEventBytes(forwarded));
   });
 
   it('stores every value the wire allows: a uint32 clock counter and kinds of newer servers', async () => {

@@ -361,6 +361,17 @@ with write_lock as (select ${WRITE_LOCK}), fence_row as (
 select a.local_seq, encode(a.id, 'base64') as id, fenced.holds from fenced left join appended a on true`;
 
 const NO_FORWARDS = '[]';
+const forwardsJson = (event: CarriedEvent): string => (event.forwardTo?.length ? JSON.stringify(event.forwardTo) : NO_FORWARDS);
+const heldBytesOf = (encoded: Uint8Array, forwards: string): number => encoded.length + Buffer.byteLength(forwards);
+
+/**
+ * What a held event takes in pending_events: its encoded event (sender, members, body and
+ * all) and its forward set. `hold` records this per row and a receiver counts the same
+ * before it holds an event, so a round's tally and the stored one agree.
+ */
+export function heldEventBytes(event: CarriedEvent): number {
+  return heldBytesOf(Event.encode(event).finish(), forwardsJson(event));
+}
 
 function insertParams(events: readonly CarriedEvent[]): unknown[][] {
   const columns: unknown[][] = Array.from({ length: 15 }, () => []);
@@ -666,6 +677,7 @@ export class SqlEventStore implements EventStore {
   async hold(held: readonly HeldEvent[]): Promise<HeldRow[]> {
     if (held.length === 0) return [];
     const encoded = held.map(({ event }) => Buffer.from(Event.encode(event).finish()));
+    const forwards = held.map(({ event }) => forwardsJson(event));
     const rows = await this.db.query<{ chat_id: string; origin: string; seq: number; peer: string; bytes: number }>(
       `insert into pending_events (chat_id, origin, seq, event, peer, bytes, forward_to)
        select chat_id, origin, seq, decode(event, 'base64'), peer, bytes, forward_to::jsonb
@@ -678,8 +690,8 @@ export class SqlEventStore implements EventStore {
         held.map(({ event }) => event.seq),
         encoded.map((bytes) => bytes.toString('base64')),
         held.map(({ peer }) => peer),
-        encoded.map((bytes) => bytes.length),
-        held.map(({ event }) => (event.forwardTo?.length ? JSON.stringify(event.forwardTo) : NO_FORWARDS)),
+        encoded.map((bytes, index) => heldBytesOf(bytes, forwards[index]!)),
+        forwards,
       ],
     );
     return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, seq: Number(row.seq), peer: row.peer, bytes: row.bytes }));

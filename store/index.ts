@@ -25,6 +25,7 @@ export {
   compareLogPlace,
   type LogPlace,
   isDataError,
+  heldEventBytes,
 } from './event-store.js';
 
 import { openPglite, type PgliteOptions } from './pglite.js';
