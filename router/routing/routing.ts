@@ -141,6 +141,14 @@ export class Routing {
     return update.paths.length + update.withdrawn.length > 0 ? update : undefined;
   }
 
+  /**
+   * Whether we route to `destination` and the route runs back through `peerId` (or is it):
+   * a path we never announce to that peer, so it may not hand the destination over to us.
+   */
+  runsThrough(destination: string, peerId: string): boolean {
+    return this.hops.has(destination) && this.pathFor(destination, peerId) === undefined;
+  }
+
   /** Our path to a destination as `peerId` may hear it: none if it runs through that peer (split horizon). */
   private pathFor(destination: string, peerId: string): string[] | undefined {
     const via = this.hops.get(destination);
