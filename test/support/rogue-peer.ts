@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chainEvent, eventId, identityFromSeed, signEventId, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
-import type { Frame } from '../../proto/gen/trellis/v1/link.js';
+import type { Forward, Frame } from '../../proto/gen/trellis/v1/link.js';
 import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type TrellisNode, type TrustConfig } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
 
@@ -156,10 +156,10 @@ export class RogueLink {
     return this.channel.send(frame);
   }
 
-  /** Sends events as the next batch of our link stream; returns its link sequence. */
-  async sendBatch(events: Event[]): Promise<number> {
+  /** Sends events as the next batch of our link stream (naming what a transit passes them on to); returns its link sequence. */
+  async sendBatch(events: Event[], forwards: Forward[] = []): Promise<number> {
     this.linkSeq += 1;
-    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events, forwards: [] } } });
+    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events, forwards } } });
     return this.linkSeq;
   }
 
@@ -170,8 +170,8 @@ export class RogueLink {
    * Sends a batch and reads the node's answer up to its ack: the codes of the refusals
    * it sent (non-fatal error frames), in order. Backfill requests met on the way are kept.
    */
-  async exchange(events: Event[], timeoutMs = 10_000): Promise<string[]> {
-    const sent = await this.sendBatch(events);
+  async exchange(events: Event[], timeoutMs = 10_000, forwards: Forward[] = []): Promise<string[]> {
+    const sent = await this.sendBatch(events, forwards);
     const codes: string[] = [];
     const deadline = Date.now() + timeoutMs;
     for (;;) {
