@@ -84,23 +84,21 @@ export function inChat<E extends CarriedEvent>(events: readonly E[], servers: (c
 }
 
 /**
- * Each event's destinations that `keeps` admits, at most FORWARD_SET_MAX. The events of
- * one frame range share one array (withForwards): those with the same `scope` (what else
- * the verdict depends on) are judged once, so the check costs per range, not per event.
+ * Each event's destinations that `keeps` admits, at most FORWARD_SET_MAX. Consecutive
+ * events of one frame range share one array (withForwards): while the array and `scope`
+ * (what else the verdict depends on) stay the same, the verdict is reused, so the check
+ * costs per range, not per event, and an event whose set is kept whole is not copied.
  */
 function narrow<E extends CarriedEvent>(events: readonly E[], scope: (event: E) => string, keeps: (event: E, server: string) => boolean): Narrowed<E> {
-  const judged = new Map<readonly string[], Map<string, readonly string[]>>();
+  let last: { named: readonly string[]; scope: string; kept: readonly string[] } | undefined;
   let refused = 0;
   const narrowed = events.map((event) => {
     const named = event.forwardTo;
     if (!named || named.length === 0) return event;
-    let byScope = judged.get(named);
-    if (!byScope) judged.set(named, (byScope = new Map()));
     const key = scope(event);
-    let kept = byScope.get(key);
-    if (!kept) byScope.set(key, (kept = [...new Set(named.filter((server) => keeps(event, server)))].slice(0, FORWARD_SET_MAX)));
-    refused += named.length - kept.length;
-    return kept.length === named.length ? event : { ...event, forwardTo: kept };
+    if (last?.named !== named || last.scope !== key) last = { named, scope: key, kept: [...new Set(named.filter((server) => keeps(event, server)))].slice(0, FORWARD_SET_MAX) };
+    refused += named.length - last.kept.length;
+    return last.kept.length === named.length ? event : { ...event, forwardTo: last.kept };
   });
   return { events: narrowed, refused };
 }
