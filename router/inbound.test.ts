@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chainEvent, cryptoReady, identityFromSeed, signEventId, type ChainPosition, type Identity } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import { openEmbeddedStore, type EventStore } from '../store/index.js';
+import { openEmbeddedStore, type EventStore, type LinkFence } from '../store/index.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock } from './clock.js';
 import { HeldEvents } from './held-events.js';
@@ -45,7 +45,10 @@ afterEach(async () => {
 });
 
 /** A receiving node's inbound half on a fresh embedded store; `originKey` says which origins it knows (all, by default). */
-async function receiver(originKey = async (origin: string) => identities.get(origin)?.publicKey): Promise<{ store: EventStore; inbound: Inbound }> {
+async function receiver(
+  originKey = async (origin: string) => identities.get(origin)?.publicKey,
+  fenceOf: (peerId: string) => LinkFence | undefined = () => undefined,
+): Promise<{ store: EventStore; inbound: Inbound }> {
   const store = await openEmbeddedStore();
   stores.push(store);
   const inbound = new Inbound({
@@ -58,7 +61,7 @@ async function receiver(originKey = async (origin: string) => identities.get(ori
     onAppended: () => undefined,
     onReforwarded: () => undefined,
     audit: async () => undefined,
-    fenceOf: () => undefined,
+    fenceOf,
     // No frame here names destinations to pass on: the receiver is no transit.
     forwardRoutes: { selfId: 'receiver', runsThrough: () => false, knows: () => false },
   });
@@ -172,5 +175,21 @@ describe('events held for an origin not known yet', () => {
     expect(await heldFrom()).toEqual([`origin-b: 2 from ${PEER}`]);
     // PEER brought them and is no server of the chat: only as their holder is it asked for the gap on its next link.
     expect((await inbound.openRequests(PEER)).gaps).toEqual([{ chatId: 'chat-1', origin: 'origin-b', fromSeq: 1 }]);
+  });
+
+  it('are left untouched, for the replica that holds the link now, when the lease on the peer that brought them was taken over', async () => {
+    const known = new Set(['origin-a']);
+    const stale = { peerId: PEER, token: 1 };
+    const { store, inbound } = await receiver(async (origin) => (known.has(origin) ? identities.get(origin)?.publicKey : undefined), () => stale);
+    expect(await store.raiseFence(stale)).toBe(true);
+    const [a, b] = [identities.get('origin-a')!, identities.get('origin-b')!];
+    await inbound.accept(PEER, [...signedRun(a, chain('origin-a', 'chat-1', 1)), ...signedRun(b, chain('origin-b', 'chat-1', 3).slice(1, 3))], { peerId: PEER, linkSeq: 1 });
+    const before = await store.heldSummary();
+    expect(before.map(({ peer, events }) => `${events} from ${peer}`)).toEqual([`2 from ${PEER}`]);
+    // Another replica takes the link to PEER; then origin-b's record arrives here.
+    expect(await store.raiseFence({ peerId: PEER, token: 2 })).toBe(true);
+    known.add('origin-b');
+    expect(await inbound.originKnown('origin-b')).toEqual([]);
+    expect(await store.heldSummary()).toEqual(before);
   });
 });

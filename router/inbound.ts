@@ -4,6 +4,7 @@ import { isDataError, serverOfMember, type AuditEntry, type EventStore, type Hel
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
+import { StoreError } from '../store/index.js';
 import { handedOver, inChat, type ForwardRoutes } from './queues/forwards.js';
 import type { LinkErrorCode } from './errors.js';
 import type { SerialQueue } from './serial.js';
@@ -247,6 +248,8 @@ export class Inbound {
    * are checked now, segment by segment (each ends at a signature it carried), and placed
    * or refused like any others, each as brought by the peer that brought its signed event:
    * what is held again stays counted against that peer, who is asked for what is missing.
+   * Replicas: the drop carries the fence of the peer that brought the chain's latest held
+   * event; if another replica holds that link now, the chain is left to it, untouched.
    */
   async originKnown(origin: string): Promise<InboundOutcome[]> {
     const outcomes: InboundOutcome[] = [];
@@ -254,9 +257,13 @@ export class Inbound {
       const held = await this.deps.serial.run(async () => {
         const events = await this.deps.store.heldAfter(chatId, origin, 0, this.deps.held.bounds.eventsPerChain);
         if (events.length === 0) return events;
-        const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, events.at(-1)!.event.seq);
+        const last = events.at(-1)!;
+        const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, last.event.seq, this.deps.fenceOf(last.peer));
         this.deps.held.dropped(chatId, origin, dropped, nextSeq);
         return events;
+      }).catch((error: unknown) => {
+        if (error instanceof StoreError && error.code === 'fenced') return [];
+        throw error;
       });
       for (const segment of signedSegments(held)) outcomes.push(await this.accept(segment.at(-1)!.peer, segment.map(({ event }) => event)));
     }
