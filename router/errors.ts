@@ -6,6 +6,8 @@ const LINK_ERROR_CODE_LIST = [
   'unexpected-frame', 'batch-too-large', 'handshake-timeout', 'handshake-busy', 'dead-link', 'duplicate-link', 'trust-changed', 'shutting-down', 'refused-by-peer', 'backfill-refused', 'unreachable',
   // Replicas of one server: the link belongs to another replica, or our lease on it lapsed.
   'not-owner', 'lease-lost',
+  // A transit does not pass an event on to a destination the peer may not hand over to it (journalled; the event is kept).
+  'forward-refused',
 ] as const;
 export type LinkErrorCode = (typeof LINK_ERROR_CODE_LIST)[number];
 export const LINK_ERROR_CODES: ReadonlySet<string> = new Set(LINK_ERROR_CODE_LIST);

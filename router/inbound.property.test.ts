@@ -196,6 +196,8 @@ describe('the inbound path under hostile, validly signed batches', () => {
       onReforwarded: () => undefined,
       audit: async () => undefined,
       fenceOf: () => undefined,
+      // No frame here names destinations to pass on: the receiver is no transit.
+      forwardRoutes: { selfId: 'receiver', runsThrough: () => false, knows: () => false },
     });
     await inbound.load();
     const codes = new Map<string, number>();

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chainEvent, cryptoReady, identityFromSeed, signEventId, type ChainPosition, type Identity } from '../crypto/index.js';
 import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
-import { openEmbeddedStore, type EventStore } from '../store/index.js';
+import { openEmbeddedStore, type EventStore, type LinkFence } from '../store/index.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock } from './clock.js';
 import { HeldEvents } from './held-events.js';
@@ -37,33 +37,39 @@ function chain(origin: string, chatId: string, length: number): Event[] {
   return events;
 }
 
-describe('frames stored together', () => {
-  const identities = new Map(ORIGINS.map((id, index) => [id, identityFromSeed(Buffer.alloc(32, index + 7))]));
-  const stores: EventStore[] = [];
-  beforeAll(() => cryptoReady());
-  afterEach(async () => {
-    await Promise.all(stores.splice(0).map((store) => store.close()));
+const identities = new Map(ORIGINS.map((id, index) => [id, identityFromSeed(Buffer.alloc(32, index + 7))]));
+const stores: EventStore[] = [];
+beforeAll(() => cryptoReady());
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+});
+
+/** A receiving node's inbound half on a fresh embedded store; `originKey` says which origins it knows (all, by default). */
+async function receiver(
+  originKey = async (origin: string) => identities.get(origin)?.publicKey,
+  fenceOf: (peerId: string) => LinkFence | undefined = () => undefined,
+): Promise<{ store: EventStore; inbound: Inbound }> {
+  const store = await openEmbeddedStore();
+  stores.push(store);
+  const inbound = new Inbound({
+    store,
+    heads: new ChainHeads(store),
+    serial: new SerialQueue(),
+    clock: new HybridClock(Date.now, 300_000),
+    held: new HeldEvents({ eventsPerChain: 64, bytesPerChain: 1 << 20, eventsPerPeer: 256, bytesPerPeer: 1 << 22 }),
+    originKey,
+    onAppended: () => undefined,
+    onReforwarded: () => undefined,
+    audit: async () => undefined,
+    fenceOf,
+    // No frame here names destinations to pass on: the receiver is no transit.
+    forwardRoutes: { selfId: 'receiver', runsThrough: () => false, knows: () => false },
   });
+  await inbound.load();
+  return { store, inbound };
+}
 
-  async function receiver(): Promise<{ store: EventStore; inbound: Inbound }> {
-    const store = await openEmbeddedStore();
-    stores.push(store);
-    const inbound = new Inbound({
-      store,
-      heads: new ChainHeads(store),
-      serial: new SerialQueue(),
-      clock: new HybridClock(Date.now, 300_000),
-      held: new HeldEvents({ eventsPerChain: 64, bytesPerChain: 1 << 20, eventsPerPeer: 256, bytesPerPeer: 1 << 22 }),
-      originKey: async (origin) => identities.get(origin)?.publicKey,
-      onAppended: () => undefined,
-      onReforwarded: () => undefined,
-      audit: async () => undefined,
-      fenceOf: () => undefined,
-    });
-    await inbound.load();
-    return { store, inbound };
-  }
-
+describe('frames stored together', () => {
   /** Everything a receiver stored that the comparison covers: each chain with which events kept a signature, the held tally, the cursor. */
   async function storedState(store: EventStore) {
     const chains: string[] = [];
@@ -149,5 +155,41 @@ describe('frames stored together', () => {
     expect(outcome.appended.map((event) => event.seq)).toEqual([2, 3, 4, 5]);
     expect(appends).toHaveBeenCalledTimes(1);
     expect(await store.linkCursor(PEER)).toBe(42);
+  });
+});
+
+describe('events held for an origin not known yet', () => {
+  it('stay counted against the peer that brought them once the origin is known, and that peer is asked for the gap', async () => {
+    const known = new Set(['origin-a']);
+    const { store, inbound } = await receiver(async (origin) => (known.has(origin) ? identities.get(origin)?.publicKey : undefined));
+    const [a, b] = [identities.get('origin-a')!, identities.get('origin-b')!];
+    // origin-b's seqs 2 and 3, past a gap, before its record: held unchecked, against PEER.
+    const fromB = chain('origin-b', 'chat-1', 3);
+    await inbound.accept(PEER, [...signedRun(a, chain('origin-a', 'chat-1', 1)), ...signedRun(b, fromB.slice(1, 3))], { peerId: PEER, linkSeq: 1 });
+    const heldFrom = async () => (await store.heldSummary()).map(({ origin, peer, events }) => `${origin}: ${events} from ${peer}`);
+    expect(await heldFrom()).toEqual([`origin-b: 2 from ${PEER}`]);
+    // Its record arrives: the events check out, and are held again (seq 1 is still missing), still PEER's.
+    known.add('origin-b');
+    const outcomes = await inbound.originKnown('origin-b');
+    expect(outcomes.flatMap((outcome) => outcome.refused)).toEqual([]);
+    expect(await heldFrom()).toEqual([`origin-b: 2 from ${PEER}`]);
+    // PEER brought them and is no server of the chat: only as their holder is it asked for the gap on its next link.
+    expect((await inbound.openRequests(PEER)).gaps).toEqual([{ chatId: 'chat-1', origin: 'origin-b', fromSeq: 1 }]);
+  });
+
+  it('are left untouched, for the replica that holds the link now, when the lease on the peer that brought them was taken over', async () => {
+    const known = new Set(['origin-a']);
+    const stale = { peerId: PEER, token: 1 };
+    const { store, inbound } = await receiver(async (origin) => (known.has(origin) ? identities.get(origin)?.publicKey : undefined), () => stale);
+    expect(await store.raiseFence(stale)).toBe(true);
+    const [a, b] = [identities.get('origin-a')!, identities.get('origin-b')!];
+    await inbound.accept(PEER, [...signedRun(a, chain('origin-a', 'chat-1', 1)), ...signedRun(b, chain('origin-b', 'chat-1', 3).slice(1, 3))], { peerId: PEER, linkSeq: 1 });
+    const before = await store.heldSummary();
+    expect(before.map(({ peer, events }) => `${events} from ${peer}`)).toEqual([`2 from ${PEER}`]);
+    // Another replica takes the link to PEER; then origin-b's record arrives here.
+    expect(await store.raiseFence({ peerId: PEER, token: 2 })).toBe(true);
+    known.add('origin-b');
+    expect(await inbound.originKnown('origin-b')).toEqual([]);
+    expect(await store.heldSummary()).toEqual(before);
   });
 });

@@ -4,6 +4,9 @@ import { compareLogPlace, heldEventBytes, isDataError, serverOfMember, type Audi
 import type { ChainHeads } from './chain-heads.js';
 import type { HybridClock } from './clock.js';
 import { chainKey, PendingHolds, type HeldEvents } from './held-events.js';
+import { StoreError } from '../store/index.js';
+import { handedOver, inChat, type ForwardRoutes } from './queues/forwards.js';
+import type { LinkErrorCode } from './errors.js';
 import type { SerialQueue } from './serial.js';
 
 export interface ChainGap {
@@ -24,6 +27,8 @@ export interface InboundOutcome {
   syncs: string[];
   /** Stored events that a peer now asks us to pass on to more servers (a route moved onto us). */
   reforwarded: Array<{ localSeq: number; forwardTo: string[] }>;
+  /** Destinations a peer named that a transit does not pass events on to (router/queues/forwards.ts). */
+  forwardsRefused: number;
 }
 
 export interface OpenRequests {
@@ -44,8 +49,10 @@ export interface InboundDeps {
   onReforwarded(events: ReadonlyArray<{ localSeq: number; forwardTo: string[] }>): void;
   /** Journals a refusal; refusals of one peer are coalesced under a flood. */
   audit(entry: AuditEntry, coalesceKey?: string): Promise<void>;
-  /** Replicas: the lease this process holds on the peer's link; every append of what it brought carries it. */
+  /** Replicas: the lease this process holds on the peer's link; every write of what it brought carries it. */
   fenceOf(peerId: string): LinkFence | undefined;
+  /** Transits: what a peer may hand over to us, judged by our routes and directory. */
+  forwardRoutes: ForwardRoutes;
 }
 
 type Cursor = { peerId: string; linkSeq: number };
@@ -188,7 +195,7 @@ export class Inbound {
     const authentic: CarriedEvent[][] = [];
     const unverified: CarriedEvent[][] = [];
     for (const events of frames) {
-      for (const run of groupByChain(events)) {
+      for (const run of groupByChain(this.handedOver(peerId, events, outcome))) {
         try {
           const key = await this.deps.originKey(run[0]!.origin);
           if (key) authentic.push(this.withinClockBound(checkRun(run, key), outcome));
@@ -212,11 +219,22 @@ export class Inbound {
     for (const event of events) if (MEMBERSHIP_KINDS.has(event.kind)) this.membership.delete(event.chatId);
   }
 
-  /** One journal entry per refused run, coalesced per peer. */
+  /** One journal entry per refused run, and one for the destinations refused, coalesced per peer. */
   private async journal(peerId: string | undefined, outcome: InboundOutcome): Promise<void> {
     for (const refusal of outcome.refused) {
       await this.deps.audit({ kind: 'event-refused', code: refusal.code, detail: refusal.message, ...(peerId ? { peer: peerId } : {}) }, peerId ?? 'held');
     }
+    if (outcome.forwardsRefused > 0) {
+      const detail = `${outcome.forwardsRefused} forward destination(s) refused: not servers of the chat, the sender, us, the origin, routed back through the sender, or past the bound`;
+      await this.deps.audit({ kind: 'forward-refused', code: 'forward-refused' satisfies LinkErrorCode, detail, ...(peerId ? { peer: peerId } : {}) }, peerId ?? 'held');
+    }
+  }
+
+  /** What a transit keeps of the destinations the peer names for each event; the rest are counted, to journal. */
+  private handedOver(peerId: string, events: readonly CarriedEvent[], outcome: InboundOutcome): CarriedEvent[] {
+    const { events: kept, refused } = handedOver(events, peerId, this.deps.forwardRoutes);
+    outcome.forwardsRefused += refused;
+    return kept;
   }
 
   /**
@@ -241,7 +259,10 @@ export class Inbound {
   /**
    * The record of a server whose events were held unchecked has arrived: its held events
    * are checked now, segment by segment (each ends at a signature it carried), and placed
-   * or refused like any others.
+   * or refused like any others, each as brought by the peer that brought its signed event:
+   * what is held again stays counted against that peer, who is asked for what is missing.
+   * Replicas: the drop carries the fence of the peer that brought the chain's latest held
+   * event; if another replica holds that link now, the chain is left to it, untouched.
    */
   async originKnown(origin: string): Promise<InboundOutcome[]> {
     const outcomes: InboundOutcome[] = [];
@@ -249,11 +270,15 @@ export class Inbound {
       const held = await this.deps.serial.run(async () => {
         const events = await this.deps.store.heldAfter(chatId, origin, 0, this.deps.held.bounds.eventsPerChain);
         if (events.length === 0) return events;
-        const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, events.at(-1)!.seq);
+        const last = events.at(-1)!;
+        const { dropped, nextSeq } = await this.deps.store.dropHeld(chatId, origin, last.event.seq, this.deps.fenceOf(last.peer));
         this.deps.held.dropped(chatId, origin, dropped, nextSeq);
         return events;
+      }).catch((error: unknown) => {
+        if (error instanceof StoreError && error.code === 'fenced') return [];
+        throw error;
       });
-      for (const segment of signedSegments(held)) outcomes.push(await this.accept('', segment));
+      for (const segment of signedSegments(held)) outcomes.push(await this.accept(segment.at(-1)!.peer, segment.map(({ event }) => event)));
     }
     return outcomes;
   }
@@ -420,7 +445,7 @@ export class Inbound {
       const head = await this.deps.heads.get(chatId, origin);
       const headSeq = head?.seq ?? 0;
       if (minSeq > headSeq + 1) continue;
-      const held = await this.deps.store.heldAfter(chatId, origin, headSeq, RELEASE_EVENTS_MAX);
+      const held = (await this.deps.store.heldAfter(chatId, origin, headSeq, RELEASE_EVENTS_MAX)).map(({ event }) => event);
       const run = contiguousAfter(head, held);
       if (run.length > 0) runs.push(run);
       else if (held[0]?.seq === headSeq + 1) {
@@ -440,10 +465,11 @@ export class Inbound {
    */
   private async commit(stage: Stage, outcome: InboundOutcome, cursor: Cursor | undefined, fence: LinkFence | undefined): Promise<void> {
     const fenced = fence ? { fence } : {};
-    for (const row of await this.deps.store.hold(stage.hold)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
-    outcome.reforwarded.push(...(await this.deps.store.addForwards(stage.reforward.map((event) => ({ id: event.id, forwardTo: event.forwardTo! })))));
+    await this.narrowToChats(stage, outcome);
+    for (const row of await this.deps.store.hold(stage.hold, fence)) this.deps.held.add(row.chatId, row.origin, row.peer, row.seq, row.bytes);
+    outcome.reforwarded.push(...(await this.deps.store.addForwards(stage.reforward.map((event) => ({ id: event.id, forwardTo: event.forwardTo! })), fence)));
     let runs = stage.append;
-    if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage, outcome);
+    if (runs.length === 0 && !cursor) return this.dropPlacedHeld(stage, outcome, fence);
     try {
       outcome.appended.push(...(await this.deps.store.append({ events: runs.flat(), ...(cursor ? { cursor } : {}), ...fenced })));
     } catch (error) {
@@ -461,7 +487,33 @@ export class Inbound {
     for (const chatId of stage.changedChats) {
       for (const { origin } of this.deps.held.chainsOf(chatId)) stage.touch(chatId, origin);
     }
-    await this.dropPlacedHeld(stage, outcome);
+    await this.dropPlacedHeld(stage, outcome, fence);
+  }
+
+  /**
+   * The round's events keep only destinations that are servers of their chat, judged on its
+   * members before the round (a membership change is the last event of its chat in a round).
+   * A held event of a chat not known yet keeps servers we know, and is judged again when
+   * placed. A resend that names nothing new is left with nothing to add: nothing is written.
+   */
+  private async narrowToChats(stage: Stage, outcome: InboundOutcome): Promise<void> {
+    const held = stage.hold.map(({ event }) => event);
+    const servers = new Map<string, ReadonlySet<string> | undefined>();
+    for (const event of [...stage.append.flat(), ...stage.reforward, ...held]) {
+      if (!event.forwardTo?.length || servers.has(event.chatId)) continue;
+      const members = await this.membersOf(event.chatId);
+      servers.set(event.chatId, members ? serversOf(members) : undefined);
+    }
+    if (servers.size === 0) return;
+    const judge = (events: readonly CarriedEvent[]) => {
+      const narrowed = inChat(events, (chatId) => servers.get(chatId), (event) => MEMBERSHIP_KINDS.has(event.kind), this.deps.forwardRoutes);
+      outcome.forwardsRefused += narrowed.refused;
+      return narrowed.events;
+    };
+    stage.append.forEach((run, index) => (stage.append[index] = judge(run)));
+    const reforward = judge(stage.reforward).filter((event) => event.forwardTo?.length);
+    stage.reforward.splice(0, stage.reforward.length, ...reforward);
+    judge(held).forEach((event, index) => (stage.hold[index] = { event, peer: stage.hold[index]!.peer }));
   }
 
   private async appendRunByRun(runs: CarriedEvent[][], outcome: InboundOutcome, fence: LinkFence | undefined): Promise<CarriedEvent[][]> {
@@ -479,13 +531,13 @@ export class Inbound {
   }
 
   /** Held events at or below a chain's head are placed (or overtaken): they go, and the tally with them. */
-  private async dropPlacedHeld(stage: Stage, outcome: InboundOutcome): Promise<void> {
+  private async dropPlacedHeld(stage: Stage, outcome: InboundOutcome, fence: LinkFence | undefined): Promise<void> {
     for (const [key, { chatId, origin }] of stage.touched) {
       const minSeq = this.deps.held.minSeq(chatId, origin);
       if (minSeq === undefined) continue;
       const upto = Math.max((await this.deps.heads.get(chatId, origin))?.seq ?? 0, stage.dropUpto.get(key) ?? 0);
       if (minSeq > upto) continue;
-      const { dropped, nextSeq, reforwarded } = await this.deps.store.dropHeld(chatId, origin, upto);
+      const { dropped, nextSeq, reforwarded } = await this.deps.store.dropHeld(chatId, origin, upto, fence);
       this.deps.held.dropped(chatId, origin, dropped, nextSeq);
       outcome.reforwarded.push(...reforwarded);
     }
@@ -509,12 +561,12 @@ export class Inbound {
 }
 
 /** Held events cut after each event that carries a signature: each piece can be checked alone. */
-function signedSegments(events: readonly CarriedEvent[]): CarriedEvent[][] {
-  const segments: CarriedEvent[][] = [];
-  let current: CarriedEvent[] = [];
-  for (const event of events) {
-    current.push(event);
-    if (event.signature.length > 0) {
+function signedSegments(events: readonly HeldEvent[]): HeldEvent[][] {
+  const segments: HeldEvent[][] = [];
+  let current: HeldEvent[] = [];
+  for (const held of events) {
+    current.push(held);
+    if (held.event.signature.length > 0) {
       segments.push(current);
       current = [];
     }
@@ -524,7 +576,7 @@ function signedSegments(events: readonly CarriedEvent[]): CarriedEvent[][] {
 }
 
 function emptyOutcome(): InboundOutcome {
-  return { appended: [], duplicates: 0, refused: [], gaps: [], syncs: [], reforwarded: [] };
+  return { appended: [], duplicates: 0, refused: [], gaps: [], syncs: [], reforwarded: [], forwardsRefused: 0 };
 }
 
 /** Records one refusal for `event` and the `count` events of its run from it on. */

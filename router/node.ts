@@ -212,6 +212,11 @@ export class TrellisNode extends EventEmitter {
       onReforwarded: (events) => this.outbound.reforwarded(events),
       audit: (entry, key) => this.audit(entry, key),
       fenceOf: (peerId) => this.ownership?.fenceOf(peerId),
+      forwardRoutes: {
+        selfId: this.id,
+        runsThrough: (destination, peerId) => this.routing.runsThrough(destination, peerId),
+        knows: (serverId) => this.trusts.has(serverId) || this.directory.get(serverId) !== undefined,
+      },
     });
   }
 

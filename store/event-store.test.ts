@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { chainEvent, eventId, type ChainPosition } from '../crypto/index.js';
 import { Event, EventKind } from '../proto/gen/trellis/v1/event.js';
 import { testEngines } from '../test/support/engines.js';
-import { heldEventBytes, type StoredEvent } from './index.js';
+import { FORWARD_SET_MAX, heldEventBytes, type StoredEvent } from './index.js';
 
 // V8's own test intrinsic: whether two objects share a hidden class (see the shape test below).
 v8.setFlagsFromString('--allow-natives-syntax');
@@ -96,8 +96,8 @@ describe.each(await testEngines())('event store on $name', (engine) => {
       { peer: 'server-c', n: 2, minSeq: 7 },
     ]);
     expect(summary.every((share) => share.bytes > 0)).toBe(true);
-    expect((await store.heldAfter(CHAT, A, 5, 10)).map((e) => e.seq)).toEqual([6, 7, 8]);
-    expect((await store.heldAfter(CHAT, A, 4, 2)).map((e) => e.id.toString('hex'))).toEqual(events.slice(4, 6).map((e) => e.id.toString('hex')));
+    expect((await store.heldAfter(CHAT, A, 5, 10)).map(({ event, peer }) => `${event.seq} from ${peer}`)).toEqual([`6 from ${B}`, '7 from server-c', '8 from server-c']);
+    expect((await store.heldAfter(CHAT, A, 4, 2)).map(({ event }) => event.id.toString('hex'))).toEqual(events.slice(4, 6).map((e) => e.id.toString('hex')));
     const { dropped, nextSeq } = await store.dropHeld(CHAT, A, 6);
     expect(dropped).toEqual([{ peer: B, events: 2, bytes: summary.find((share) => share.peer === B)!.bytes }]);
     expect(nextSeq).toBe(7);
@@ -154,6 +154,48 @@ describe.each(await testEngines())('event store on $name', (engine) => {
     expect(await store.linkCursor(A)).toBe(2);
     expect(await store.append({ events: second, cursor: { peerId: A, linkSeq: 4 }, fence: { peerId: A, token: 2 } })).toHaveLength(2);
     expect(await store.linkCursor(A)).toBe(4);
+  });
+
+  it('holds, adds destinations and drops held events for a link only while its fence holds, as it appends', async () => {
+    const store = await open();
+    const events = chain(A, 6);
+    const [first, second] = [{ peerId: B, token: 1 }, { peerId: B, token: 2 }];
+    expect(await store.raiseFence(first)).toBe(true);
+    await store.append({ events: events.slice(0, 2), fence: first });
+    expect(await store.hold([{ event: events[3]!, peer: B }], first)).toHaveLength(1);
+    expect(await store.addForwards([{ id: events[0]!.id, forwardTo: [B] }], first)).toHaveLength(1);
+    // Another replica takes the lease: every write of the old one's link fails as its append does, and writes nothing.
+    expect(await store.raiseFence(second)).toBe(true);
+    await expect(store.append({ events: events.slice(2, 3), fence: first })).rejects.toMatchObject({ code: 'fenced' });
+    await expect(store.hold([{ event: events[4]!, peer: B }], first)).rejects.toMatchObject({ code: 'fenced' });
+    await expect(store.addForwards([{ id: events[1]!.id, forwardTo: [B] }], first)).rejects.toMatchObject({ code: 'fenced' });
+    await expect(store.dropHeld(CHAT, A, 4, first)).rejects.toMatchObject({ code: 'fenced' });
+    const held = async () => (await store.heldSummary()).map(({ peer, events: n, minSeq }) => `${n} from ${peer} at ${minSeq}`);
+    expect(await held()).toEqual([`1 from ${B} at 4`]);
+    expect((await store.chatLog(CHAT)).map((event) => event.forwardTo)).toEqual([[B], []]);
+    // The new owner's fence holds.
+    expect(await store.hold([{ event: events[4]!, peer: B }], second)).toHaveLength(1);
+    expect(await store.addForwards([{ id: events[1]!.id, forwardTo: [B] }], second)).toHaveLength(1);
+    expect((await store.dropHeld(CHAT, A, 4, second)).dropped).toEqual([{ peer: B, events: 1, bytes: expect.any(Number) }]);
+    expect(await held()).toEqual([`1 from ${B} at 5`]);
+  });
+
+  it(`keeps at most ${FORWARD_SET_MAX} destinations per event and writes nothing for a set that gains nothing`, async () => {
+    const store = await open();
+    const events = chain(A, 3);
+    await store.append({ events: events.slice(0, 2) });
+    const servers = (from: number, count: number) => Array.from({ length: count }, (_, i) => `server-${String(from + i).padStart(4, '0')}`);
+    expect(await store.addForwards([{ id: events[0]!.id, forwardTo: [B] }])).toHaveLength(1);
+    // Named again, or a part of it: no event grows.
+    expect(await store.addForwards([{ id: events[0]!.id, forwardTo: [B] }, { id: events[1]!.id, forwardTo: [] }])).toEqual([]);
+    const [grown] = await store.addForwards([{ id: events[0]!.id, forwardTo: servers(0, FORWARD_SET_MAX + 10) }]);
+    expect(grown!.forwardTo).toHaveLength(FORWARD_SET_MAX);
+    expect(grown!.forwardTo).toContain(B);
+    // A full set takes no more.
+    expect(await store.addForwards([{ id: events[0]!.id, forwardTo: servers(5_000, 3) }])).toEqual([]);
+    // A held copy's destinations carry over to its stored twin only where they are servers of the chat.
+    await store.hold([{ event: { ...events[1]!, forwardTo: [B, 'server-outside'] }, peer: B }]);
+    expect((await store.dropHeld(CHAT, A, 2)).reforwarded.map((event) => event.forwardTo)).toEqual([[B]]);
   });
 
   it('answers every appended event in one shape, also events decoded from a frame', async () => {

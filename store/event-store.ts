@@ -132,8 +132,12 @@ export interface EventStore {
    * them, and looks again once the chat's creation arrives (router/outbound.ts).
    */
   outboundEvents(self: string, servers: readonly string[], afterLinkSeq: number, limit: number): Promise<StoredEvent[]>;
-  /** Adds destinations to pass stored events on to (a route moved onto us); answers the events whose set grew. */
-  addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>): Promise<Array<{ localSeq: number; forwardTo: string[] }>>;
+  /**
+   * Adds destinations to pass stored events on to (a route moved onto us), keeping each
+   * set at most FORWARD_SET_MAX; answers the events whose set grew. A set that gains
+   * nothing is not written. With a fence, as append: nothing is written once it is stale.
+   */
+  addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>, fence?: LinkFence): Promise<Array<{ localSeq: number; forwardTo: string[] }>>;
   /** One origin's events of a chat from `fromSeq` on, in chain order (backfill answers). */
   originEvents(chatId: string, origin: string, fromSeq: number, limit: number): Promise<StoredEvent[]>;
   /** A chat's events in canonical order: (hybrid timestamp, origin, origin seq). */
@@ -177,15 +181,20 @@ export interface EventStore {
   /** The first seq at or after `fromSeq` of an origin's chain whose verified signature is stored. */
   nextSignedSeq(chatId: string, origin: string, fromSeq: number): Promise<number | undefined>;
 
-  /** Keeps authentic events that cannot be placed yet, counted against the peer that brought them; returns what was new. */
-  hold(events: readonly HeldEvent[]): Promise<HeldRow[]>;
-  /** Held events of a chain after `afterSeq`, in seq order: read only when the first of them can be placed. */
-  heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<CarriedEvent[]>;
+  /**
+   * Keeps authentic events that cannot be placed yet, counted against the peer that brought
+   * them; returns what was new. With a fence, as append: nothing is written once it is stale.
+   */
+  hold(events: readonly HeldEvent[], fence?: LinkFence): Promise<HeldRow[]>;
+  /** Held events of a chain after `afterSeq`, in seq order, each with the peer that brought it: read only when the first of them can be placed. */
+  heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<HeldEvent[]>;
   /**
    * Drops a chain's held events up to `uptoSeq` (placed, or overtaken); says what went, what
-   * is held next, and which stored events gained destinations to pass on from their held copies.
+   * is held next, and which stored events gained destinations to pass on from their held
+   * copies (only servers of the chat: a held copy's were named before its members were
+   * known). With a fence, as append: nothing is dropped once it is stale.
    */
-  dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<DroppedHeld>;
+  dropHeld(chatId: string, origin: string, uptoSeq: number, fence?: LinkFence): Promise<DroppedHeld>;
   /** Held events per (chain, peer): loaded once at start for the held bounds. */
   heldSummary(): Promise<HeldSummary[]>;
 
@@ -334,16 +343,43 @@ export function serverOfMember(member: string): string {
 const WRITE_LOCK = 'pg_advisory_xact_lock(7596496397470725235)';
 
 /**
- * A fence that does not hold ($19 set, but another token stored for the peer) makes the
- * statement write nothing; the row it locks (for share) keeps a new owner from raising
- * the fence until this append has committed.
+ * Every write a link makes carries its lease's fence (peer, token; a null token: none, a
+ * node with no replicas). A fence that does not hold (another token stored for the peer)
+ * makes the statement write nothing and answer holds = false; the row it locks (for
+ * share) keeps a new owner from raising the fence until this write has committed.
  */
-const APPEND_EVENTS = `
-with write_lock as (select ${WRITE_LOCK}), fence_row as (
-  select 1 from link_leases where peer_id = $18::text and fence = $19::bigint for share
+const FENCE_CTES = (peerParam: string, tokenParam: string) => `fence_row as (
+  select 1 from link_leases where peer_id = ${peerParam}::text and fence = ${tokenParam}::bigint for share
 ), fenced as (
-  select $19::bigint is null or exists (select 1 from fence_row) as holds
-), appended as (
+  select ${tokenParam}::bigint is null or exists (select 1 from fence_row) as holds
+)`;
+
+/** A fenced write answered holds = false: it wrote nothing, and its caller must not go on as if it had. */
+function checkFence(holds: boolean | undefined, fence: LinkFence | undefined): void {
+  if (holds === false) throw new StoreError('fenced', `the lease on the link to ${fence!.peerId} (token ${fence!.token}) was taken over: nothing written`);
+}
+
+const fenceParams = (fence: LinkFence | undefined) => [fence?.peerId ?? null, fence?.token ?? null];
+
+/**
+ * Destinations kept per stored event (events.forward_to, pending_events.forward_to), at
+ * most: a chat's servers are the natural bound, and this one holds when they are many.
+ * Well under what one frame may name (router/queues/forwards.ts FORWARD_DESTINATIONS_MAX).
+ */
+export const FORWARD_SET_MAX = 256;
+
+/** Whether a stored set (SQL jsonb array) gains anything from `added`: a full set gains nothing more. */
+const gainsForwards = (stored: string, added: string) => `not (${stored} @> ${added}) and jsonb_array_length(${stored}) < ${FORWARD_SET_MAX}`;
+
+/** A stored set with `added` ones, at most FORWARD_SET_MAX, those stored first (a set never loses a destination). */
+const mergedForwards = (stored: string, added: string) => `(
+  select coalesce(jsonb_agg(d order by d), '[]'::jsonb) from (
+    select d from (select d, 0 as rank from jsonb_array_elements_text(${stored}) as d
+                   union all select d, 1 from jsonb_array_elements_text(${added}) as d) named
+    group by d order by min(rank), d limit ${FORWARD_SET_MAX}) kept)`;
+
+const APPEND_EVENTS = `
+with write_lock as (select ${WRITE_LOCK}), ${FENCE_CTES('$18', '$19')}, appended as (
   insert into events (id, chat_id, origin, seq, prev, hlc_ms, hlc_counter, sender_user, sender_device, kind, members, body, signature, routing_policy, forward_to)
   select decode(id, 'base64'), chat_id, origin, seq, decode(prev, 'base64'), hlc_ms, hlc_counter, sender_user, sender_device,
          kind, members::jsonb, decode(body, 'base64'), nullif(decode(signature, 'base64'), ''::bytea), routing_policy, forward_to::jsonb
@@ -448,12 +484,9 @@ export class SqlEventStore implements EventStore {
       ...insertParams(request.events),
       request.cursor?.peerId ?? null,
       request.cursor?.linkSeq ?? null,
-      request.fence?.peerId ?? null,
-      request.fence?.token ?? null,
+      ...fenceParams(request.fence),
     ]);
-    if (rows[0]?.holds === false) {
-      throw new StoreError('fenced', `the lease on the link to ${request.fence!.peerId} (token ${request.fence!.token}) was taken over: nothing written`);
-    }
+    checkFence(rows[0]?.holds, request.fence);
     const localSeqById = new Map(rows.filter((row) => row.id !== null).map((row) => [row.id!, row.local_seq!]));
     const appended: StoredEvent[] = [];
     for (const event of request.events) {
@@ -532,18 +565,19 @@ export class SqlEventStore implements EventStore {
     return rows.map(fromRow);
   }
 
-  async addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>): Promise<Array<{ localSeq: number; forwardTo: string[] }>> {
+  async addForwards(events: ReadonlyArray<{ id: Uint8Array; forwardTo: readonly string[] }>, fence?: LinkFence): Promise<Array<{ localSeq: number; forwardTo: string[] }>> {
     if (events.length === 0) return [];
-    const rows = await this.db.query<{ local_seq: number; forward_to: string[] }>(
-      `update events e set forward_to = (
-         select coalesce(jsonb_agg(distinct d), '[]'::jsonb)
-         from (select jsonb_array_elements_text(e.forward_to) as d union select jsonb_array_elements_text(t.forward_to::jsonb)) all_destinations)
-       from unnest($1::text[], $2::text[]) as t(id, forward_to)
-       where e.id = decode(t.id, 'base64') and not (e.forward_to @> t.forward_to::jsonb)
-       returning e.local_seq, e.forward_to`,
-      [events.map((event) => Buffer.from(event.id).toString('base64')), events.map((event) => JSON.stringify(event.forwardTo))],
+    const rows = await this.db.query<{ local_seq: number | null; forward_to: string[] | null; holds: boolean }>(
+      `with ${FENCE_CTES('$3', '$4')}, grown as (
+         update events e set forward_to = ${mergedForwards('e.forward_to', 't.forward_to::jsonb')}
+         from unnest($1::text[], $2::text[]) as t(id, forward_to), fenced
+         where fenced.holds and e.id = decode(t.id, 'base64') and ${gainsForwards('e.forward_to', 't.forward_to::jsonb')}
+         returning e.local_seq, e.forward_to)
+       select g.local_seq, g.forward_to, fenced.holds from fenced left join grown g on true`,
+      [events.map((event) => Buffer.from(event.id).toString('base64')), events.map((event) => JSON.stringify(event.forwardTo)), ...fenceParams(fence)],
     );
-    return rows.map((row) => ({ localSeq: Number(row.local_seq), forwardTo: row.forward_to }));
+    checkFence(rows[0]?.holds, fence);
+    return rows.filter((row) => row.local_seq !== null).map((row) => ({ localSeq: Number(row.local_seq), forwardTo: row.forward_to! }));
   }
 
   async originEvents(chatId: string, origin: string, fromSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -674,16 +708,19 @@ export class SqlEventStore implements EventStore {
     return row?.seq;
   }
 
-  async hold(held: readonly HeldEvent[]): Promise<HeldRow[]> {
+  async hold(held: readonly HeldEvent[], fence?: LinkFence): Promise<HeldRow[]> {
     if (held.length === 0) return [];
     const encoded = held.map(({ event }) => Buffer.from(Event.encode(event).finish()));
     const forwards = held.map(({ event }) => forwardsJson(event));
-    const rows = await this.db.query<{ chat_id: string; origin: string; seq: number; peer: string; bytes: number }>(
-      `insert into pending_events (chat_id, origin, seq, event, peer, bytes, forward_to)
-       select chat_id, origin, seq, decode(event, 'base64'), peer, bytes, forward_to::jsonb
-       from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[]) as t(chat_id, origin, seq, event, peer, bytes, forward_to)
-       on conflict do nothing
-       returning chat_id, origin, seq, peer, bytes`,
+    const rows = await this.db.query<{ chat_id: string | null; origin: string; seq: number; peer: string; bytes: number; holds: boolean }>(
+      `with ${FENCE_CTES('$8', '$9')}, kept as (
+         insert into pending_events (chat_id, origin, seq, event, peer, bytes, forward_to)
+         select chat_id, origin, seq, decode(event, 'base64'), peer, bytes, forward_to::jsonb
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[]) as t(chat_id, origin, seq, event, peer, bytes, forward_to), fenced
+         where fenced.holds
+         on conflict do nothing
+         returning chat_id, origin, seq, peer, bytes)
+       select k.chat_id, k.origin, k.seq, k.peer, k.bytes, fenced.holds from fenced left join kept k on true`,
       [
         held.map(({ event }) => event.chatId),
         held.map(({ event }) => event.origin),
@@ -692,31 +729,36 @@ export class SqlEventStore implements EventStore {
         held.map(({ peer }) => peer),
         encoded.map((bytes, index) => heldBytesOf(bytes, forwards[index]!)),
         forwards,
+        ...fenceParams(fence),
       ],
     );
-    return rows.map((row) => ({ chatId: row.chat_id, origin: row.origin, seq: Number(row.seq), peer: row.peer, bytes: row.bytes }));
+    checkFence(rows[0]?.holds, fence);
+    return rows.filter((row) => row.chat_id !== null).map((row) => ({ chatId: row.chat_id!, origin: row.origin, seq: Number(row.seq), peer: row.peer, bytes: row.bytes }));
   }
 
-  async heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<CarriedEvent[]> {
-    const rows = await this.db.query<{ event: Uint8Array; forward_to: string[] }>(
-      'select event, forward_to from pending_events where chat_id = $1 and origin = $2 and seq > $3 order by seq limit $4',
+  async heldAfter(chatId: string, origin: string, afterSeq: number, limit: number): Promise<HeldEvent[]> {
+    const rows = await this.db.query<{ event: Uint8Array; peer: string; forward_to: string[] }>(
+      'select event, peer, forward_to from pending_events where chat_id = $1 and origin = $2 and seq > $3 order by seq limit $4',
       [chatId, origin, afterSeq, limit],
     );
-    return rows.map((row) => (row.forward_to.length > 0 ? { ...Event.decode(row.event), forwardTo: row.forward_to } : Event.decode(row.event)));
+    return rows.map((row) => ({ event: row.forward_to.length > 0 ? { ...Event.decode(row.event), forwardTo: row.forward_to } : Event.decode(row.event), peer: row.peer }));
   }
 
-  async dropHeld(chatId: string, origin: string, uptoSeq: number): Promise<DroppedHeld> {
+  async dropHeld(chatId: string, origin: string, uptoSeq: number, fence?: LinkFence): Promise<DroppedHeld> {
     return this.db.transaction(async (tx) => {
-      // A held copy may name destinations its stored twin (placed by another path, e.g. a backfill page) lacks: they carry over.
+      // The fence row stays locked (for share) to the commit: no new owner raises it meanwhile.
+      if (fence) checkFence((await tx.query<{ holds: boolean }>(`with ${FENCE_CTES('$1', '$2')} select holds from fenced`, fenceParams(fence)))[0]?.holds, fence);
+      // A held copy may name destinations its stored twin (placed by another path, e.g. a backfill page) lacks: those
+      // that are servers of the chat carry over (its copy was judged before the chat's members were known).
       const reforwarded = await tx.query<{ local_seq: number; forward_to: string[] }>(
         `with carried as (
-           select p.seq, p.forward_to from pending_events p
+           select p.seq, coalesce((select jsonb_agg(d) from jsonb_array_elements_text(p.forward_to) as d
+                                   where exists (select 1 from chat_servers s where s.chat_id = $1 and s.server_id = d)), '[]'::jsonb) as forward_to
+           from pending_events p
            where p.chat_id = $1 and p.origin = $2 and p.seq <= $3 and p.forward_to <> '[]'::jsonb)
-         update events e set forward_to = (
-           select coalesce(jsonb_agg(distinct d), '[]'::jsonb)
-           from (select jsonb_array_elements_text(e.forward_to) as d union select jsonb_array_elements_text(carried.forward_to)) all_destinations)
+         update events e set forward_to = ${mergedForwards('e.forward_to', 'carried.forward_to')}
          from carried
-         where e.chat_id = $1 and e.origin = $2 and e.seq = carried.seq and not (e.forward_to @> carried.forward_to)
+         where e.chat_id = $1 and e.origin = $2 and e.seq = carried.seq and ${gainsForwards('e.forward_to', 'carried.forward_to')}
          returning e.local_seq, e.forward_to`,
         [chatId, origin, uptoSeq],
       );

@@ -21,6 +21,7 @@ export {
   type HeldSummary,
   type DroppedHeld,
   SqlEventStore,
+  FORWARD_SET_MAX,
   serverOfMember,
   compareLogPlace,
   type LogPlace,

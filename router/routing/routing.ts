@@ -169,11 +169,26 @@ export class Routing {
     return update.paths.length + update.withdrawn.length > 0 ? update : undefined;
   }
 
+  /**
+   * Whether we route to `destination` and the route runs back through `peerId` (or is it):
+   * a path we never announce to that peer, so it may not hand the destination over to us.
+   */
+  runsThrough(destination: string, peerId: string): boolean {
+    return this.hops.has(destination) && this.pathBeyond(destination, peerId) === undefined;
+  }
+
   /** Our path to a destination as `peerId` may hear it: none if it runs through that peer (split horizon). */
   private pathFor(destination: string, peerId: string): string[] | undefined {
+    const beyond = this.pathBeyond(destination, peerId);
+    return beyond ? [this.deps.selfId, ...beyond] : undefined;
+  }
+
+  /** The path from our next hop on, unless it runs through `peerId` (built only where it is announced). */
+  private pathBeyond(destination: string, peerId: string): readonly string[] | undefined {
     const via = this.hops.get(destination);
     if (!via || via === peerId || destination === peerId) return undefined;
-    const path = via === destination ? [destination] : this.reach.reachOf(via).get(destination);
-    return path && !path.includes(peerId) ? [this.deps.selfId, ...path] : undefined;
+    if (via === destination) return [destination];
+    const path = this.reach.reachOf(via).get(destination);
+    return path && !path.includes(peerId) ? path : undefined;
   }
 }

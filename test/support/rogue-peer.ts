@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chainEvent, eventId, identityFromSeed, signAttestation, signEventId, signServerRecord, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
-import { AttestationBody, ServerRecordBody, type Attestation, type Frame, type ServerRecord } from '../../proto/gen/trellis/v1/link.js';
+import { AttestationBody, ServerRecordBody, type Attestation, type Forward, type Frame, type ServerRecord } from '../../proto/gen/trellis/v1/link.js';
 import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type ServerKind, type TrellisNode, type TrustConfig, type TrustRole } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
 
@@ -203,10 +203,10 @@ export class RogueLink {
     return this.send({ kind: { $case: 'reachability', value: { paths: paths.map((servers) => ({ servers })), withdrawn: options.withdrawn ?? [], update: options.update ?? false } } });
   }
 
-  /** Sends events as the next batch of our link stream; returns its link sequence. */
-  async sendBatch(events: Event[]): Promise<number> {
+  /** Sends events as the next batch of our link stream (naming what a transit passes them on to); returns its link sequence. */
+  async sendBatch(events: Event[], forwards: Forward[] = []): Promise<number> {
     this.linkSeq += 1;
-    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events, forwards: [] } } });
+    await this.send({ kind: { $case: 'batch', value: { lastLinkSeq: this.linkSeq, events, forwards } } });
     return this.linkSeq;
   }
 
@@ -217,8 +217,8 @@ export class RogueLink {
    * Sends a batch and reads the node's answer up to its ack: the codes of the refusals
    * it sent (non-fatal error frames), in order. Backfill requests met on the way are kept.
    */
-  async exchange(events: Event[], timeoutMs = 10_000): Promise<string[]> {
-    const sent = await this.sendBatch(events);
+  async exchange(events: Event[], timeoutMs = 10_000, forwards: Forward[] = []): Promise<string[]> {
+    const sent = await this.sendBatch(events, forwards);
     const codes: string[] = [];
     const deadline = Date.now() + timeoutMs;
     for (;;) {
