@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Listing } from '../../router/index.js';
 
@@ -21,6 +22,12 @@ export const ADMIN_PAGE_SIZE_MAX = 10_000;
 export const PAGE_TOKEN_CHARS_MAX = 4_096;
 const PAGE_KEY_DEPTH_MAX = 4;
 const PAGE_KEY_PART_CHARS_MAX = 512;
+/**
+ * A page gives the event loop a turn after this many entries: an entry may read the store
+ * (a link's queue), and the embedded engine answers without ever reaching the loop's
+ * timers, so a page of thousands would otherwise starve every link's heartbeats.
+ */
+export const PAGE_ENTRIES_PER_TURN = 64;
 /** An entry's framing on the wire beyond its own bytes: a tag and a length prefix at each of two levels of nesting, and the growth of its parent's prefix. */
 const ENTRY_FRAMING_BYTES = 12;
 
@@ -170,6 +177,7 @@ export async function answerPage<E, V, R>(position: PagePosition, answer: PagedA
     }
     piece.put(answer.view);
     [left, count, last] = [left - piece.bytes, count + 1, key];
+    if (count % PAGE_ENTRIES_PER_TURN === 0) await nextTurn();
   }
   const response = answer.respond(answer.view, more ? pageToken(position, last) : '');
   const bytes = answer.encode(response).length;
