@@ -6,7 +6,7 @@ import type { GraphView, TrellisNode } from '../../router/index.js';
 import { createdDraft, newChat } from '../../test/support/devices.js';
 import { freePort, TestPair, waitFor } from '../../test/support/federation.js';
 import { RoguePeer, type RogueLink } from '../../test/support/rogue-peer.js';
-import { runCli } from '../cli/index.js';
+import { runCliCaptured } from '../cli/index.js';
 import { adminClient, ADMIN_MESSAGE_BYTES_MAX, ADMIN_PAGE_BYTES_MAX, ADMIN_PAGE_SIZE_MAX, startAdminServer, type AdminServer } from './index.js';
 
 /**
@@ -51,12 +51,7 @@ function wireClient(address: string) {
   };
 }
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = (...argv: string[]) => runCliCaptured(argv);
 
 describe('a node flooded with announced servers answers the admin service in pages', () => {
   let pair: TestPair;

@@ -171,3 +171,10 @@ export async function runCli(argv: string[], io: CliIo = { out: console.log, err
   }
 }
 
+/** Runs one command line with its output gathered, not printed: for callers that read what it says (tests, scripts in-process). */
+export async function runCliCaptured(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
