@@ -104,8 +104,8 @@ interface Page<V> {
 async function fetchPages<V>(address: string, fetch: FetchOptions, page: (pageSize: number, pageToken: string) => Promise<Page<V>>, blank: (page: V) => V, join: (into: V, page: V) => number): Promise<V> {
   const limit = fetch.limit ?? ADMIN_FETCH_ENTRIES_MAX;
   const pageSize = fetch.pageSize ?? ADMIN_PAGE_SIZE_DEFAULT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > ADMIN_FETCH_ENTRIES_MAX) throw new RangeError(`limit: ${limit} is not a whole number from 1 to ${ADMIN_FETCH_ENTRIES_MAX}`);
-  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > ADMIN_PAGE_SIZE_MAX) throw new RangeError(`pageSize: ${pageSize} is not a whole number from 1 to ${ADMIN_PAGE_SIZE_MAX}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > ADMIN_FETCH_ENTRIES_MAX) throw new AdminClientError('invalid-argument', address, `limit: ${limit} is not a whole number from 1 to ${ADMIN_FETCH_ENTRIES_MAX}`);
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > ADMIN_PAGE_SIZE_MAX) throw new AdminClientError('invalid-argument', address, `pageSize: ${pageSize} is not a whole number from 1 to ${ADMIN_PAGE_SIZE_MAX}`);
   let [whole, token, pages, entries] = [undefined as V | undefined, '', 0, 0];
   for (;;) {
     const next = await page(Math.min(pageSize, limit - entries), token);

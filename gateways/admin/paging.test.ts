@@ -215,5 +215,6 @@ describe('a node flooded with announced servers answers the admin service in pag
     expect(limited.code).toBe(0);
     expect(graphEntries(JSON.parse(limited.out) as GraphView)).toBe(100);
     expect(limited.err).toContain('graph: stopped at --limit 100; the node has more');
+    for (const command of ['graph', 'route', 'links']) expect((await run(command, '--help')).out, command).toContain('--limit <entries>');
   });
 });
