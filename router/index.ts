@@ -12,6 +12,15 @@ export {
   type DestinationRoute,
   type LinkCounters,
   type DestinationQueue,
+  type Listing,
+  type GraphEntry,
+  type ChatRouteEntry,
+  type LinksEntry,
+  type LinkHeader,
+  type LinkCountersHeader,
+  type DestinationHeader,
+  sections,
+  level,
 } from './inspect.js';
 export { type RouteCandidate, type PathClass, type ServerKind } from './routing/index.js';
 export { loadConfig, parseConfig, storeLocation, replicationOf, parseTrust, type ParsedTrust, isLoopback, upstreamOf, type NodeConfig, type TrustConfig, type TrustRole, type LinkTuning, TRUST_PORT, TRUST_ROLES, TOKEN_CHARS_MIN } from './config.js';

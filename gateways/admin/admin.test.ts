@@ -7,16 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GraphView, LinkCounters } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat } from '../../test/support/devices.js';
 import { freePort, TestPair, waitFor } from '../../test/support/federation.js';
-import { runCli } from '../cli/index.js';
+import { runCli, runCliCaptured } from '../cli/index.js';
 import { EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE } from '../cli/exit-codes.js';
 import { adminClient, AdminClientError, AdminError, startAdminServer, type AdminServer } from './index.js';
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = (...argv: string[]) => runCliCaptured(argv);
 
 /** A command that must succeed; its output (the error text in the failure message if not). */
 async function ok(...argv: string[]): Promise<string> {

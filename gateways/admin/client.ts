@@ -1,19 +1,44 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ChatRouteView, DestinationQueue, GraphView, LinkCounters, TrustConfig } from '../../router/index.js';
 import { AdminServiceClient, type ReplicaView } from '../../proto/gen/trellis/v1/admin.js';
+import { blankChatRoute, blankGraph, blankLinks, joinChatRoute, joinGraph, joinLinks } from './pages.js';
+import { ADMIN_PAGE_SIZE_DEFAULT, ADMIN_PAGE_SIZE_MAX } from './paging.js';
 import { ADMIN_MESSAGE_BYTES_MAX } from './server.js';
 import { fromChatRoute, fromGraph, fromLinkCounters, fromQueue, fromTrustView, toSetTrustRequest, trustStatuses, type TrustInput, type TrustView } from './views.js';
 
 /**
  * A small typed promise client of the admin service, for the CLI and tests. It answers
- * in the read models of router/inspect.ts; a failure is an AdminClientError whose
- * message says what is wrong in one line (the node's own words for a refused request).
+ * in the read models of router/inspect.ts, fetching every page of a paged answer and
+ * joining them (up to a bound, or a limit the caller sets); a failure is an
+ * AdminClientError whose message says what is wrong in one line (the node's own words
+ * for a refused request).
  */
 
 /** Each call, connection included: a node that does not answer in this long is reported, not waited for. */
 export const ADMIN_CALL_TIMEOUT_MS = 10_000;
+/** Entries one fetch of a paged answer gathers at the most (about 40 MB of ids): a node with more says so and is cut there. */
+export const ADMIN_FETCH_ENTRIES_MAX = 1_000_000;
 
-export type AdminClientErrorCode = 'unavailable' | 'invalid-argument' | 'not-found' | 'failed-precondition' | 'not-admin' | 'timeout' | 'failed';
+export type AdminClientErrorCode = 'unavailable' | 'invalid-argument' | 'not-found' | 'failed-precondition' | 'not-admin' | 'timeout' | 'bad-page' | 'failed';
+
+/** How far a fetch of a paged answer has come, after each page. */
+export interface FetchProgress {
+  pages: number;
+  /** Entries so far: items of the answer's lists, each id a link reaches or carries, each candidate... */
+  entries: number;
+  /** This page is the last one fetched. */
+  last: boolean;
+  /** Set on the last page fetched when the node has more: the limit, or ADMIN_FETCH_ENTRIES_MAX, was reached. */
+  cut?: 'limit' | 'bound';
+}
+
+export interface FetchOptions {
+  /** Stop after this many entries (1 to ADMIN_FETCH_ENTRIES_MAX); default: every entry, up to ADMIN_FETCH_ENTRIES_MAX. */
+  limit?: number;
+  /** Entries to ask for a page (1 to ADMIN_PAGE_SIZE_MAX); default ADMIN_PAGE_SIZE_DEFAULT. */
+  pageSize?: number;
+  onPage?(progress: FetchProgress): void;
+}
 
 export class AdminClientError extends Error {
   constructor(
@@ -36,9 +61,9 @@ export interface LinksReport {
 
 export interface AdminClient {
   readonly address: string;
-  graph(): Promise<GraphView>;
-  chatRoute(chatId: string): Promise<ChatRouteView>;
-  links(): Promise<LinksReport>;
+  graph(fetch?: FetchOptions): Promise<GraphView>;
+  chatRoute(chatId: string, fetch?: FetchOptions): Promise<ChatRouteView>;
+  links(fetch?: FetchOptions): Promise<LinksReport>;
   /** Adds or replaces a trust; the reply shows it as the node holds it, without tokens. */
   setTrust(trust: TrustInput): Promise<{ added: boolean; trust: TrustView }>;
   setTrustStatus(serverId: string, status: TrustConfig['status']): Promise<void>;
@@ -66,6 +91,34 @@ function clientError(address: string, error: grpc.ServiceError): AdminClientErro
   }
 }
 
+interface Page<V> {
+  view: V;
+  nextPageToken: string;
+}
+
+/**
+ * Fetches the pages of one answer from the first and joins them, until the last page,
+ * the limit or ADMIN_FETCH_ENTRIES_MAX. A page that brings nothing but names a next page
+ * would never end: it is refused.
+ */
+async function fetchPages<V>(address: string, fetch: FetchOptions, page: (pageSize: number, pageToken: string) => Promise<Page<V>>, blank: (page: V) => V, join: (into: V, page: V) => number): Promise<V> {
+  const limit = fetch.limit ?? ADMIN_FETCH_ENTRIES_MAX;
+  const pageSize = fetch.pageSize ?? ADMIN_PAGE_SIZE_DEFAULT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > ADMIN_FETCH_ENTRIES_MAX) throw new AdminClientError('invalid-argument', address, `limit: ${limit} is not a whole number from 1 to ${ADMIN_FETCH_ENTRIES_MAX}`);
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > ADMIN_PAGE_SIZE_MAX) throw new AdminClientError('invalid-argument', address, `pageSize: ${pageSize} is not a whole number from 1 to ${ADMIN_PAGE_SIZE_MAX}`);
+  let [whole, token, pages, entries] = [undefined as V | undefined, '', 0, 0];
+  for (;;) {
+    const next = await page(Math.min(pageSize, limit - entries), token);
+    whole ??= blank(next.view);
+    const added = join(whole, next.view);
+    [pages, entries, token] = [pages + 1, entries + added, next.nextPageToken];
+    if (token !== '' && added === 0) throw new AdminClientError('bad-page', address, `the admin service at ${address} answered a page with no entry that names a next page`);
+    const cut = token === '' ? undefined : entries < limit ? undefined : fetch.limit === undefined ? 'bound' : 'limit';
+    fetch.onPage?.({ pages, entries, last: token === '' || cut !== undefined, ...(cut ? { cut } : {}) });
+    if (token === '' || cut) return whole;
+  }
+}
+
 type Unary<Req, Res> = (request: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, callback: (error: grpc.ServiceError | null, response: Res) => void) => grpc.ClientUnaryCall;
 
 /** A client of the admin service at `address` (host:port). Connects on the first call; close() when done. */
@@ -77,12 +130,21 @@ export function adminClient(address: string): AdminClient {
     });
   return {
     address,
-    graph: async () => fromGraph((await call(client.graph.bind(client), {})).graph),
-    chatRoute: async (chatId) => fromChatRoute((await call(client.chatRoute.bind(client), { chatId })).route),
-    async links() {
-      const reply = await call(client.links.bind(client), {});
-      return { links: reply.links.map(fromLinkCounters), unrouted: reply.unrouted.map(fromQueue), replicas: reply.replicas };
-    },
+    graph: (fetch = {}) =>
+      fetchPages(address, fetch, async (pageSize, pageToken) => {
+        const reply = await call(client.graph.bind(client), { pageSize, pageToken });
+        return { view: fromGraph(reply.graph), nextPageToken: reply.nextPageToken };
+      }, blankGraph, joinGraph),
+    chatRoute: (chatId, fetch = {}) =>
+      fetchPages(address, fetch, async (pageSize, pageToken) => {
+        const reply = await call(client.chatRoute.bind(client), { chatId, pageSize, pageToken });
+        return { view: fromChatRoute(reply.route), nextPageToken: reply.nextPageToken };
+      }, blankChatRoute, joinChatRoute),
+    links: (fetch = {}) =>
+      fetchPages(address, fetch, async (pageSize, pageToken) => {
+        const reply = await call(client.links.bind(client), { pageSize, pageToken });
+        return { view: { links: reply.links.map(fromLinkCounters), unrouted: reply.unrouted.map(fromQueue), replicas: reply.replicas }, nextPageToken: reply.nextPageToken };
+      }, blankLinks, joinLinks),
     async setTrust(trust) {
       const reply = await call(client.setTrust.bind(client), toSetTrustRequest(trust));
       return { added: reply.added, trust: fromTrustView(reply.trust) };

@@ -1,22 +1,26 @@
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
 import { EVENT_TEXT_FIELD_CHARS_MAX } from '../../crypto/index.js';
-import { isLoopback, parseTrust, upstreamOf, type TrellisNode } from '../../router/index.js';
+import { isLoopback, parseTrust, sections, upstreamOf, type TrellisNode } from '../../router/index.js';
 import {
   AdminServiceService,
   TrustStatus,
   type AdminServiceServer,
+  ChatRouteResponse,
+  GraphResponse,
+  LinksResponse,
   type ChatRouteRequest,
-  type ChatRouteResponse,
-  type GraphResponse,
-  type LinksResponse,
+  type GraphRequest,
+  type LinksRequest,
   type RemoveTrustRequest,
   type ReplicaView,
   type SetTrustRequest,
   type SetTrustResponse,
   type SetTrustStatusRequest,
 } from '../../proto/gen/trellis/v1/admin.js';
-import { toChatRoute, toGraph, toLinkCounters, toQueue, toTrustView, trustDocument, trustStatuses } from './views.js';
+import { chatRoutePiece, graphPiece, linksPiece, replicasListing, type LinksPageEntry } from './pages.js';
+import { ADMIN_PAGE_BYTES_MAX, answerPage, PageRequestError, pagePosition } from './paging.js';
+import { toChatRouteHead, toServer, toTrustView, trustDocument, trustStatuses } from './views.js';
 
 /**
  * The admin service (proto/trellis/v1/admin.proto) on a loopback address: the node's
@@ -25,12 +29,14 @@ import { toChatRoute, toGraph, toLinkCounters, toQueue, toTrustView, trustDocume
  * can reach it is on the machine. Every request is checked before the node sees it; a
  * refusal is a gRPC status whose message names the field, and the server keeps serving.
  * Trust changes are journalled by the node (setTrust, setTrustStatus, removeTrust).
+ * Graph, ChatRoute and Links answer in pages (paging.ts), each well under the message limit.
  */
 
 /** A chat id as events carry it: crypto's bound on a clear-text field. */
 export const CHAT_ID_CHARS_MAX = EVENT_TEXT_FIELD_CHARS_MAX;
-/** Requests and replies, each way (a graph of 10,000 servers is about 1 MB). */
+/** Requests and replies, each way: the gRPC limit. A paged answer stays within ADMIN_PAGE_BYTES_MAX, far below it. */
 export const ADMIN_MESSAGE_BYTES_MAX = 16 * 1024 * 1024;
+if (ADMIN_PAGE_BYTES_MAX >= ADMIN_MESSAGE_BYTES_MAX) throw new Error('ADMIN_PAGE_BYTES_MAX must be below ADMIN_MESSAGE_BYTES_MAX');
 /** How long stop() lets calls in flight finish before cutting them. */
 const SHUTDOWN_GRACE_MS = 1_000;
 
@@ -127,13 +133,24 @@ export interface AdminExtras {
 
 function handlers(node: TrellisNode, extras: AdminExtras): AdminServiceServer {
   return {
-    graph: unary(async (): Promise<GraphResponse> => ({ graph: toGraph(await node.inspect.graph()) })),
-    chatRoute: unary(async (request: ChatRouteRequest): Promise<ChatRouteResponse> => ({ route: toChatRoute(await node.inspect.chatRoute(checkChatId(request.chatId))) })),
-    links: unary(async (): Promise<LinksResponse> => {
-      const links = await node.inspect.linkCounters();
-      const unrouted = await node.inspect.unrouted();
-      const replicas = (await extras.replicas?.()) ?? [];
-      return { links: links.map(toLinkCounters), unrouted: unrouted.map(toQueue), replicas };
+    graph: unary(async (request: GraphRequest) => {
+      const position = pagePosition(request, 'Graph');
+      const { self, listing } = await node.inspect.graphListing();
+      const view = { self: toServer(self), servers: [], links: [] };
+      return answerPage(position, { view, listing, piece: graphPiece, respond: (graph, nextPageToken) => ({ graph, nextPageToken }), encode: (response) => GraphResponse.encode(response).finish() });
+    }),
+    chatRoute: unary(async (request: ChatRouteRequest) => {
+      const chatId = checkChatId(request.chatId);
+      const position = pagePosition(request, 'ChatRoute', chatId);
+      const { head, listing } = await node.inspect.chatRouteListing(chatId);
+      return answerPage(position, { view: toChatRouteHead(head), listing, piece: chatRoutePiece, respond: (route, nextPageToken) => ({ route, nextPageToken }), encode: (response) => ChatRouteResponse.encode(response).finish() });
+    }),
+    links: unary(async (request: LinksRequest) => {
+      const position = pagePosition(request, 'Links');
+      const { links, unrouted } = await node.inspect.linksListing();
+      const listing = sections<LinksPageEntry>([links, unrouted, replicasListing((await extras.replicas?.()) ?? [])]);
+      const view: LinksResponse = { links: [], unrouted: [], replicas: [], nextPageToken: '' };
+      return answerPage(position, { view, listing, piece: linksPiece, respond: (page, nextPageToken) => ({ ...page, nextPageToken }), encode: (response) => LinksResponse.encode(response).finish() });
     }),
     setTrust: unary((request: SetTrustRequest) => setTrust(node, request)),
     setTrustStatus: unary((request: SetTrustStatusRequest) => setTrustStatus(node, request)),
@@ -151,6 +168,7 @@ function unary<Req, Res>(handle: (request: Req) => Promise<Res>): grpc.handleUna
       (response) => callback(null, response),
       (error: unknown) => {
         if (error instanceof Refusal) return callback({ code: error.status, details: error.message });
+        if (error instanceof PageRequestError) return callback({ code: grpc.status.INVALID_ARGUMENT, details: error.message });
         callback({ code: grpc.status.INTERNAL, details: `the node failed: ${error instanceof Error ? error.message : String(error)}` });
       },
     );

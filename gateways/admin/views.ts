@@ -96,7 +96,7 @@ const fromColour = (value: wire.LinkColour): LinkColour | '' => (value === wire.
 
 // Server side: read model → wire.
 
-function toServer(server: ServerView): wire.ServerView {
+export function toServer(server: ServerView): wire.ServerView {
   return {
     id: server.id,
     name: server.name,
@@ -107,7 +107,7 @@ function toServer(server: ServerView): wire.ServerView {
   };
 }
 
-function toLink(link: LinkView): wire.LinkView {
+export function toLink(link: LinkView): wire.LinkView {
   return {
     peerId: link.peerId,
     name: link.name,
@@ -120,25 +120,22 @@ function toLink(link: LinkView): wire.LinkView {
   };
 }
 
-export function toGraph(graph: GraphView): wire.GraphView {
-  return { self: toServer(graph.self), servers: graph.servers.map(toServer), links: graph.links.map(toLink) };
-}
-
-function toCandidate(candidate: RouteCandidate): wire.RouteCandidate {
+export function toCandidate(candidate: RouteCandidate): wire.RouteCandidate {
   return { via: candidate.via, viaName: candidate.viaName, path: [...candidate.path], class: pathClasses.to(candidate.class), taken: candidate.taken, why: candidate.why };
 }
 
-function toDestination(route: DestinationRoute): wire.DestinationRoute {
+export function toDestination(route: DestinationRoute): wire.DestinationRoute {
   return { serverId: route.serverId, name: route.name, via: route.via ?? '', path: [...route.path], candidates: route.candidates.map(toCandidate) };
 }
 
-export function toChatRoute(view: ChatRouteView): wire.ChatRouteView {
+/** A chat route's single fields, lists empty: the head of each of its pages. */
+export function toChatRouteHead(view: Omit<ChatRouteView, 'servers' | 'destinations'>): wire.ChatRouteView {
   return {
     chatId: view.chatId,
     known: view.known,
     policy: view.policy === 'corporate' ? RoutingPolicy.ROUTING_POLICY_CORPORATE : RoutingPolicy.ROUTING_POLICY_UNSPECIFIED,
-    servers: [...view.servers],
-    destinations: view.destinations.map(toDestination),
+    servers: [],
+    destinations: [],
   };
 }
 

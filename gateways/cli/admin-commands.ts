@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { adminClient, AdminClientError, type AdminClient, type TrustInput } from '../admin/index.js';
+import { adminClient, AdminClientError, ADMIN_FETCH_ENTRIES_MAX, type AdminClient, type FetchOptions, type TrustInput } from '../admin/index.js';
 import { loadConfig, type TrustConfig } from '../../router/index.js';
+import { positiveInt } from './arguments.js';
 import { CliError, EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
 import { graphDot, graphText, linksText, namesFrom, routeText } from './render.js';
 import type { CliIo } from './index.js';
@@ -9,13 +10,22 @@ import type { CliIo } from './index.js';
  * The commands that talk to a running node through its admin service: `graph`, `route`,
  * `links` and `trust set|block|enable|remove`. Each finds the service from --admin
  * host:port or from the node's config (admin.listen), and reports a node that is not
- * there, or a request it refuses, in one line.
+ * there, or a request it refuses, in one line. `graph`, `route` and `links` fetch every
+ * page of the node's answer (up to ADMIN_FETCH_ENTRIES_MAX, or --limit), saying on
+ * stderr how far a long fetch has come and when it stopped short.
  */
+
+/** A long fetch says how far it has come (on stderr) each time it passes a multiple of this many entries. */
+export const FETCH_PROGRESS_ENTRIES = 5_000;
 
 interface WhereOptions {
   admin?: string;
   config?: string;
 }
+
+const LIMIT_HELP = `
+An answer comes in pages; all of them are fetched, up to ${ADMIN_FETCH_ENTRIES_MAX.toLocaleString('en')} entries
+(servers, links, each server a link reaches or carries...). --limit N stops after N.`;
 
 const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 const WHERE_HELP = `
@@ -52,8 +62,32 @@ const EXIT_OF: Record<AdminClientError['code'], number> = {
   'invalid-argument': EXIT_USAGE,
   'not-found': EXIT_FAILURE,
   'failed-precondition': EXIT_FAILURE,
+  'bad-page': EXIT_FAILURE,
   failed: EXIT_FAILURE,
 };
+
+interface LimitOptions {
+  limit?: number;
+}
+
+function withLimit(command: Command): Command {
+  return command.option('--limit <entries>', `stop after this many entries (1 to ${ADMIN_FETCH_ENTRIES_MAX}; default: all)`, positiveInt(ADMIN_FETCH_ENTRIES_MAX)).addHelpText('after', LIMIT_HELP);
+}
+
+/** How the CLI fetches a paged answer: to --limit, with a progress line on stderr every FETCH_PROGRESS_ENTRIES, and a line when it stopped short. */
+function fetching(io: CliIo, what: string, limit?: number): FetchOptions {
+  let before = 0;
+  return {
+    ...(limit !== undefined ? { limit } : {}),
+    onPage({ pages, entries, last, cut }) {
+      const passed = Math.floor(entries / FETCH_PROGRESS_ENTRIES) > Math.floor(before / FETCH_PROGRESS_ENTRIES);
+      before = entries;
+      if (passed && !last) io.err(`${what}: ${entries} entries in ${pages} pages so far...`);
+      if (cut === 'limit') io.err(`${what}: stopped at --limit ${limit}; the node has more`);
+      if (cut === 'bound') io.err(`${what}: stopped at ${ADMIN_FETCH_ENTRIES_MAX} entries, the most one fetch gathers; the node has more (--limit to choose fewer)`);
+    },
+  };
+}
 
 /** Runs `use` with a client of the node's admin service; its failures become one-line CLI errors. */
 async function withAdmin<T>(options: WhereOptions, use: (client: AdminClient) => Promise<T>): Promise<T> {
@@ -128,39 +162,40 @@ function addTrustCommands(cli: Command, io: CliIo): void {
 }
 
 export function addAdminCommands(cli: Command, io: CliIo): void {
-  withWhere(
+  withLimit(withWhere(
     cli
       .command('graph')
       .description('show the routing topology as a running node sees it: servers, kinds, link colours, what each link carries')
       .addOption(new Option('--json', 'print the graph as JSON').conflicts('dot'))
       .addOption(new Option('--dot', 'print a Graphviz digraph (RTS green, ETS purple, CTS blue; links green up, purple blocked, red down)').conflicts('json')),
-  )
+  ))
     .addHelpText('after', '\nDraw it: trellis graph --admin 127.0.0.1:5002 --dot | dot -Tsvg > graph.svg')
-    .action(async (options: WhereOptions & { json?: boolean; dot?: boolean }) => {
-      const graph = await withAdmin(options, (client) => client.graph());
+    .action(async (options: WhereOptions & LimitOptions & { json?: boolean; dot?: boolean }) => {
+      const graph = await withAdmin(options, (client) => client.graph(fetching(io, 'graph', options.limit)));
       if (options.json) printJson(io, graph);
       else for (const line of options.dot ? graphDot(graph) : graphText(graph)) io.out(line);
     });
 
-  withWhere(
+  withLimit(withWhere(
     cli
       .command('route')
       .description("explain a chat's routes: for each server it lives on, the path taken, the alternatives and why each was or was not taken")
       .requiredOption('--chat <id>', "the chat's id")
       .option('--json', 'print the route as JSON'),
-  ).action(async (options: WhereOptions & { chat: string; json?: boolean }) => {
-    const [route, graph] = await withAdmin(options, async (client) => [await client.chatRoute(options.chat), await client.graph()] as const);
+  )).action(async (options: WhereOptions & LimitOptions & { chat: string; json?: boolean }) => {
+    // The graph only for the servers' names: fetched whole (to its bound), whatever --limit says of the route.
+    const [route, graph] = await withAdmin(options, async (client) => [await client.chatRoute(options.chat, fetching(io, 'route', options.limit)), await client.graph(fetching(io, 'graph (for names)'))] as const);
     if (options.json) printJson(io, route);
     else for (const line of routeText(route, graph.self.name, namesFrom(graph))) io.out(line);
   });
 
-  withWhere(
+  withLimit(withWhere(
     cli
       .command('links')
       .description("show each link's counters (frames, events, bytes each way) and its destination queues (depth, oldest unacknowledged)")
       .option('--json', 'print the counters as JSON'),
-  ).action(async (options: WhereOptions & { json?: boolean }) => {
-    const report = await withAdmin(options, (client) => client.links());
+  )).action(async (options: WhereOptions & LimitOptions & { json?: boolean }) => {
+    const report = await withAdmin(options, (client) => client.links(fetching(io, 'links', options.limit)));
     if (options.json) printJson(io, report);
     else for (const line of linksText(report)) io.out(line);
   });

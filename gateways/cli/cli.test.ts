@@ -3,15 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { identityFromPem } from '../../crypto/index.js';
-import { runCli } from './index.js';
+import { runCliCaptured } from './index.js';
 import { EXIT_CANT_CREATE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = (...argv: string[]) => runCliCaptured(argv);
 
 describe('trellis CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-cli-'));

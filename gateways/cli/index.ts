@@ -1,9 +1,10 @@
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { startAdminServer } from '../admin/index.js';
 import { createLogger, loadConfig, TrellisNode, upstreamOf, type NodeConfig } from '../../router/index.js';
 import { KafkaError, kafkaSettings, startKafkaPublisher } from '../kafka/index.js';
 import { openReplication, RedisUnavailable } from '../redis/index.js';
 import { addAdminCommands } from './admin-commands.js';
+import { positiveInt } from './arguments.js';
 import { runDemo } from '../demo/index.js';
 import { CliError, exitCodeOf, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE } from './exit-codes.js';
 import { newToken, writeIdentityKey } from './keys.js';
@@ -27,14 +28,6 @@ Exit codes:
   69  the store could not be opened, or no node answers at the admin address
   73  a file could not be created
   78  the configuration is invalid (the message names the key)`;
-
-function positiveInt(max: number) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < 1 || parsed > max) throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
-    return parsed;
-  };
-}
 
 /** What `check` adds below its summary line: the upstream, the trusts by role, the admin address. */
 function topologyLines(config: NodeConfig): string[] {
@@ -178,3 +171,10 @@ export async function runCli(argv: string[], io: CliIo = { out: console.log, err
   }
 }
 
+/** Runs one command line with its output gathered, not printed: for callers that read what it says (tests, scripts in-process). */
+export async function runCliCaptured(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
