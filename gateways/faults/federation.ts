@@ -42,7 +42,10 @@ export class FaultFederation {
   private readonly killed = new Set<string>();
   /** A server whose process ended without being told to: the run fails with it. */
   crashed: { server: string; how: string } | undefined;
+  /** SIGKILLs sent (a server still starting when its kill comes is left alone), and starts after them. */
+  kills = 0;
   restarts = 0;
+  private readonly starting = new Map<string, Promise<void>>();
 
   private constructor(
     readonly dir: string,
@@ -138,18 +141,27 @@ export class FaultFederation {
   async kill(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (!node) return;
+    this.kills += 1;
     this.killed.add(name);
     this.nodes.delete(name);
     await node.kill();
   }
 
-  async restart(name: string): Promise<void> {
-    if (this.nodes.has(name)) return;
-    await this.start(name);
-    this.restarts += 1;
+  /** Starts a killed server again; a second call while it starts waits for the same start (never two processes on one data directory). */
+  restart(name: string): Promise<void> {
+    if (this.nodes.has(name)) return Promise.resolve();
+    let starting = this.starting.get(name);
+    if (!starting) {
+      starting = this.start(name)
+        .then(() => void (this.restarts += 1))
+        .finally(() => this.starting.delete(name));
+      this.starting.set(name, starting);
+    }
+    return starting;
   }
 
   async stop(): Promise<void> {
+    await Promise.allSettled(this.starting.values());
     for (const name of this.nodes.keys()) this.killed.add(name);
     await Promise.allSettled([...this.nodes.values()].map((node) => node.stop()));
     this.nodes.clear();

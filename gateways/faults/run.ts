@@ -8,7 +8,7 @@ import { loadFederation, REFERENCE_CHATS, type ReferenceChat } from '../demo/ind
 import { createdDraft, messageDraft, newChat, type DeviceChat } from '../devices/index.js';
 import { FaultFederation } from './federation.js';
 import { pick, prng, type Random } from './prng.js';
-import { describeFault, makeSchedule, type Fault, type Schedule, type Step } from './schedule.js';
+import { describeFault, makeSchedule, type Schedule, type Step } from './schedule.js';
 
 /** Every server linked and routed, at the start: six processes open six stores at once on two cores. */
 export const LINK_WAIT_MS = 60_000;
@@ -94,16 +94,13 @@ class FaultRun {
     private readonly options: FaultRunOptions,
   ) {}
 
-  private line(text: string): void {
+  /** A progress line, stamped with the seed and the time since the run began. */
+  line(text: string): void {
     this.options.print(`[seed ${this.schedule.seed} +${seconds(Date.now() - this.started)}] ${text}`);
   }
 
   private get posted(): number {
     return this.chats.reduce((sum, chat) => sum + chat.acked.size, 0) - this.chats.length;
-  }
-
-  started(what: string): void {
-    this.line(what);
   }
 
   async linkUp(): Promise<void> {
@@ -318,8 +315,6 @@ export function printSchedule(schedule: Schedule, print: (line: string) => void)
   for (const step of schedule.steps) print(`  ${String(step.n).padStart(2)}. +${seconds(step.atMs).padStart(6)}  ${describeFault(step.fault)}`);
 }
 
-const isKill = (fault: Fault) => fault.kind === 'kill';
-
 /** One seed: the reference federation under its schedule, then the invariants. Throws a FaultError naming the seed's failure. */
 export async function runFaults(options: FaultRunOptions): Promise<FaultRunResult> {
   await cryptoReady();
@@ -332,13 +327,13 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunResul
   let passed = false;
   try {
     await federation.startAll();
-    run.started(`${federation.names.length} servers started, each in its own process on its own data directory`);
+    run.line(`${federation.names.length} servers started, each in its own process on its own data directory`);
     await run.linkUp();
     await run.createChats();
     await run.runSchedule();
     const verified = await run.converge();
     passed = true;
-    return run.result(verified, schedule.steps.filter((step) => isKill(step.fault)).length);
+    return run.result(verified, federation.kills);
   } finally {
     await federation.stop();
     if (passed && !options.keep) rmSync(dir, { recursive: true, force: true });
