@@ -96,6 +96,7 @@ describe('frames mutated from real ones, to the decoder and to a node over a rea
   const sentBatches: Frame[] = [];
   let generator: InboundGenerator;
   const honest = { chat: newChat([]), ids: [] as string[] };
+  const fuzzChats = Array.from({ length: FUZZ_CHATS }, () => randomUUID());
 
   beforeAll(async () => {
     pair = await TestPair.start();
@@ -132,7 +133,7 @@ describe('frames mutated from real ones, to the decoder and to a node over a rea
       origins: [{ id: rogue.id, identity: rogue.identity }],
       outsiders: 0,
       members: [`victor@${pair.a.id}`],
-      chats: Array.from({ length: FUZZ_CHATS }, () => randomUUID()),
+      chats: fuzzChats,
       chainEventsMax: CHAIN_EVENTS_MAX,
       skewMs: SKEW_MS,
       storedSeq: async (chatId, origin) => (await pair.a.store.head(chatId, origin))?.seq ?? 0,
@@ -248,6 +249,9 @@ describe('frames mutated from real ones, to the decoder and to a node over a rea
     expect(tally.nonFatal + tally.fatal + tally.reconnects).toBeGreaterThan(1);
     expect(tally.duplicated + tally.swapped).toBeGreaterThan(0);
 
+    // The generator's runs reached the store, not only the refusals.
+    const stored = await Promise.all(fuzzChats.map(async (chatId) => (await pair.a.store.chatSummary(chatId)).events));
+    expect(stored.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     // Nothing A had stored is lost.
     const after = new Set((await pair.a.store.chatLog(honest.chat.id)).map((event) => event.id.toString('hex')));
     expect(honest.ids.filter((id) => !after.has(id))).toEqual([]);
