@@ -21,6 +21,7 @@ describe('the fault suite', () => {
     const steps = makeSchedule(3, servers, links, bounds).steps;
     expect(steps.filter((step) => step.fault.kind === 'kill').length).toBeLessThanOrEqual(5);
     expect(steps.every((step) => step.atMs < bounds.runMs)).toBe(true);
+    expect(makeSchedule(3, servers, links, bounds).endMs).toBeGreaterThanOrEqual(bounds.runMs);
   });
 
   it('refuses a bad command line, naming the option', async () => {

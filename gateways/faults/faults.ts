@@ -30,9 +30,13 @@
  * fuzzer's part (test/frame-fuzz.test.ts, real frames replayed, swapped and mutated over a
  * real link).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { EXIT_FAILURE as EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../cli/exit-codes.js';
+import { makeStoreTemplate } from './federation.js';
 import { FaultError, runFaults, type FaultRunResult } from './run.js';
 
 /** Bounds of a run: the default is what CI runs per seed; the maxima keep any run finite. */
@@ -103,16 +107,23 @@ export async function main(argv: string[], print: (line: string) => void = conso
     return EXIT_USAGE;
   }
   const results: FaultRunResult[] = [];
-  for (let seed = first; seed < first + count; seed++) {
-    try {
-      const result = await runFaults({ seed, runMs: options.runMs, killsMax: options.kills, fixtures: options.fixtures, keep: options.keep === true, print });
-      results.push(result);
-      print(summary(result));
-    } catch (error) {
-      const reason = error instanceof FaultError ? `${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error);
-      printError(`FAILED seed ${seed} (replay: npm run faults -- --seed ${seed} --run-ms ${options.runMs} --kills ${options.kills}): ${reason}`);
-      return EXIT_FAILED;
+  // One empty store for every seed of this run to copy: its first open is the slow one.
+  const templateRoot = mkdtempSync(join(tmpdir(), 'trellis-faults-template-'));
+  try {
+    const storeTemplate = await makeStoreTemplate(join(templateRoot, 'store'));
+    for (let seed = first; seed < first + count; seed++) {
+      try {
+        const result = await runFaults({ seed, runMs: options.runMs, killsMax: options.kills, fixtures: options.fixtures, keep: options.keep === true, storeTemplate, print });
+        results.push(result);
+        print(summary(result));
+      } catch (error) {
+        const reason = error instanceof FaultError ? `${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error);
+        printError(`FAILED seed ${seed} (replay: npm run faults -- --seed ${seed} --run-ms ${options.runMs} --kills ${options.kills}): ${reason}`);
+        return EXIT_FAILED;
+      }
     }
+  } finally {
+    rmSync(templateRoot, { recursive: true, force: true });
   }
   const seconds = results.map((result) => result.durationMs / 1000);
   print(`${results.length} seeds held (${first} to ${first + count - 1}); ${(seconds.reduce((a, b) => a + b, 0) / results.length).toFixed(1)} s a seed on average, ${Math.max(...seconds).toFixed(1)} s at most`);

@@ -1,9 +1,11 @@
-import { mkdirSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeConfig } from '../../router/index.js';
+import { openStore } from '../../store/index.js';
 import { writeIdentityKey } from '../cli/keys.js';
 import { processNode, type ProcessNode } from '../demo/index.js';
 import type { LinkName } from './schedule.js';
+import { FaultError } from './errors.js';
 import { TcpProxy } from './tcp-proxy.js';
 
 /**
@@ -27,11 +29,25 @@ export const FAULT_LINK = {
   handshake_timeout_ms: 2_000,
 };
 
+/** A server's process up and its store open, at the start or a restart: seconds alone, more with six on two cores. */
+export const NODE_START_WAIT_MS = 90_000;
+
 /** One direction of a trust that dials: `from` dials `to` through `proxy`. */
 interface Dial {
   from: string;
   to: string;
   proxy: TcpProxy;
+}
+
+/**
+ * An empty embedded store, migrated and closed, to copy as every server's data directory:
+ * a fresh store's first open (its initdb) costs seconds of CPU, six at once on two cores
+ * most of a run's start. Servers still open it as they do at any restart.
+ */
+export async function makeStoreTemplate(dir: string): Promise<string> {
+  const store = await openStore({ dataDir: dir });
+  await store.close();
+  return dir;
 }
 
 export class FaultFederation {
@@ -52,7 +68,8 @@ export class FaultFederation {
     readonly logFile: string,
   ) {}
 
-  static async create(fixtures: Map<string, NodeConfig>, dir: string): Promise<FaultFederation> {
+  /** Configs, keys and proxies in `dir`; each data directory a copy of `storeTemplate` (a closed store, migrated). */
+  static async create(fixtures: Map<string, NodeConfig>, dir: string, storeTemplate: string): Promise<FaultFederation> {
     const federation = new FaultFederation(dir, join(dir, 'nodes.log'));
     const names = [...fixtures.keys()].sort();
     const host = (name: string) => `${FAULT_HOSTS_PREFIX}${FAULT_HOST_FIRST + names.indexOf(name)}`;
@@ -74,7 +91,7 @@ export class FaultFederation {
       const keyFile = join(dir, `${name}.key`);
       writeIdentityKey(keyFile);
       const dataDir = join(dir, name);
-      mkdirSync(dataDir);
+      cpSync(storeTemplate, dataDir, { recursive: true });
       federation.configs.set(name, {
         ...config,
         listen: `${host(name)}:0`,
@@ -118,7 +135,16 @@ export class FaultFederation {
 
   /** Starts a server's process on its data directory and points the proxies in front of it at its new port. */
   async start(name: string): Promise<ProcessNode> {
-    const node = await processNode(this.configs.get(name)!, this.logFile);
+    const starting = processNode(this.configs.get(name)!, this.logFile);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // A process that comes up after all is not left running.
+        void starting.then((node) => node.kill(), () => undefined);
+        reject(new FaultError('start-failed', `${name} did not start within ${NODE_START_WAIT_MS / 1000} s on its data directory; its log is in ${this.logFile}`));
+      }, NODE_START_WAIT_MS);
+    });
+    const node = await Promise.race([starting, late]).finally(() => clearTimeout(timer));
     this.killed.delete(name);
     this.nodes.set(name, node);
     for (const dial of this.dials) if (dial.to === name) dial.proxy.target = { ...dial.proxy.target, port: node.port };

@@ -6,11 +6,14 @@ import { cryptoReady } from '../../crypto/index.js';
 import { adminClient } from '../admin/index.js';
 import { loadFederation, REFERENCE_CHATS, type ReferenceChat } from '../demo/index.js';
 import { createdDraft, messageDraft, newChat, type DeviceChat } from '../devices/index.js';
-import { FaultFederation } from './federation.js';
+import { FaultError } from './errors.js';
+import { FaultFederation, makeStoreTemplate } from './federation.js';
 import { pick, prng, type Random } from './prng.js';
 import { describeFault, makeSchedule, type Schedule, type Step } from './schedule.js';
 
-/** Every server linked and routed, at the start: six processes open six stores at once on two cores. */
+export { FaultError };
+
+/** Every server linked and routed, once all are up. */
 export const LINK_WAIT_MS = 60_000;
 /** After the last fault is healed and every server is up again: every chat complete and equal, every queue empty. */
 export const CONVERGE_WAIT_MS = 120_000;
@@ -22,24 +25,13 @@ const POSTS_IN_FLIGHT_MAX = 32;
 /** A post whose server does not answer in this long counts as in doubt (it may yet be stored). */
 const POST_ANSWER_MS = 30_000;
 
-export type FaultErrorCode = 'not-converged' | 'node-crashed' | 'start-failed';
-
-/** Why a seed failed; the message names what was lost, doubled or left waiting, and where. */
-export class FaultError extends Error {
-  constructor(
-    readonly code: FaultErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'FaultError';
-  }
-}
-
 export interface FaultRunOptions {
   seed: number;
   runMs: number;
   killsMax: number;
   fixtures: string;
+  /** A closed, migrated store to copy as each data directory (makeStoreTemplate); made for this seed if absent. */
+  storeTemplate?: string;
   /** Keep the data directories and node logs even when the seed passes. */
   keep: boolean;
   print: (line: string) => void;
@@ -215,7 +207,8 @@ class FaultRun {
         this.failOnCrash();
         await this.apply(step);
       }
-      await sleep(Math.max(0, runStart + this.options.runMs - Date.now()));
+      // Every fault runs its course: the last ones end a little after the run's length.
+      await sleep(Math.max(0, runStart + this.schedule.endMs - Date.now()));
     } finally {
       this.posting = false;
       await Promise.all([...this.heals].map((heal) => this.runHeal(heal)));
@@ -320,7 +313,7 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunResul
   await cryptoReady();
   const fixtures = loadFederation(resolve(options.fixtures));
   const dir = mkdtempSync(join(tmpdir(), `trellis-faults-${options.seed}-`));
-  const federation = await FaultFederation.create(fixtures, dir);
+  const federation = await FaultFederation.create(fixtures, dir, options.storeTemplate ?? (await makeStoreTemplate(join(dir, 'store-template'))));
   const schedule = makeSchedule(options.seed, federation.names, federation.links, { runMs: options.runMs, killsMax: options.killsMax });
   printSchedule(schedule, options.print);
   const run = new FaultRun(federation, schedule, options);

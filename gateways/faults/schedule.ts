@@ -51,6 +51,8 @@ export interface Schedule {
   steps: Step[];
   /** The one peer slowed to a trickle in this run. */
   slowPeer: string;
+  /** When the last fault of the schedule is healed (a killed server started again), from the start. */
+  endMs: number;
 }
 
 /** How long a fault keeps its target busy (no second fault of its kind on it meanwhile). */
@@ -85,7 +87,8 @@ export function makeSchedule(seed: number, servers: readonly string[], links: re
     if (fault.kind === 'trickle') trickled = true;
     steps.push({ n: steps.length + 1, atMs, fault });
   }
-  return { seed, steps, slowPeer };
+  const endMs = Math.max(bounds.runMs, ...steps.map((step) => step.atMs + busyMs(step.fault)));
+  return { seed, steps, slowPeer, endMs };
 }
 
 function drawFault(random: Random, servers: readonly string[], links: readonly LinkName[], slowPeer: string, may: { kills: boolean; trickle: boolean }): Fault {
