@@ -87,7 +87,7 @@ function summary(result: FaultRunResult): string {
   return (
     `seed ${result.seed}: held — ${result.steps} steps (${result.kills} kills, ${result.restarts} restarts), ` +
     `${result.posted} events posted (${result.inDoubt} in doubt of which ${result.refused} refused by a live node, ${result.skipped} not tried), ` +
-    `${result.chats} chats: ${result.copiesVerified} copies on member servers each held once, digests equal, ${result.queuesVerified} destination queues empty; ` +
+    `${result.chats} chats: ${result.copiesVerified} copies on member servers each held once, digests equal, ${result.queuesVerified} destination queues empty; ${result.duplicatesReceived} duplicates received and dropped by the live links; ` +
     `${(result.durationMs / 1000).toFixed(1)} s`
   );
 }

@@ -53,7 +53,16 @@ export interface FaultRunResult {
   /** Events × member servers, each found exactly once; and queues read empty through the admin service. */
   copiesVerified: number;
   queuesVerified: number;
+  /** Events the live links received that were already stored (resends, second paths): a floor, as a link's counters start with it. */
+  duplicatesReceived: number;
   durationMs: number;
+}
+
+/** What the last look counted: copies held once, queues read empty, duplicates the links dropped. */
+interface Verified {
+  copies: number;
+  queues: number;
+  duplicates: number;
 }
 
 interface RunChat extends DeviceChat {
@@ -231,10 +240,11 @@ class FaultRun {
   }
 
   /** One look at every member server's log of every chat and every node's queues: what is still wrong. */
-  private async problems(): Promise<{ problems: string[]; copies: number; queues: number }> {
+  private async problems(): Promise<Verified & { problems: string[] }> {
     const problems: string[] = [];
     let copies = 0;
     let queues = 0;
+    let duplicates = 0;
     for (const chat of this.chats) {
       const held = await Promise.all(chat.servers.map(async (server) => ({ server, ids: await this.federation.node(server)!.eventIds(chat.id), digest: (await this.federation.node(server)!.summary(chat.id)).digest })));
       for (const { server, ids } of held) {
@@ -255,6 +265,7 @@ class FaultRun {
       try {
         const report = await admin.links();
         for (const link of report.links) {
+          duplicates += link.stats?.eventsDuplicate ?? 0;
           for (const queue of link.queues) {
             queues += 1;
             if (queue.depth > 0) problems.push(`${name} → ${link.name}: queue for ${queue.name} holds ${queue.depth}`);
@@ -265,11 +276,11 @@ class FaultRun {
         admin.close();
       }
     }
-    return { problems, copies, queues };
+    return { problems, copies, queues, duplicates };
   }
 
   /** Waits, bounded, for every chat complete, once, equal on every member server and every queue empty. */
-  async converge(): Promise<{ copies: number; queues: number }> {
+  async converge(): Promise<Verified> {
     const deadline = Date.now() + CONVERGE_WAIT_MS;
     let lastPrintAt = 0;
     for (;;) {
@@ -285,7 +296,7 @@ class FaultRun {
     }
   }
 
-  result(verified: { copies: number; queues: number }, kills: number): FaultRunResult {
+  result(verified: Verified, kills: number): FaultRunResult {
     return {
       seed: this.schedule.seed,
       steps: this.schedule.steps.length,
@@ -298,6 +309,7 @@ class FaultRun {
       chats: this.chats.length,
       copiesVerified: verified.copies,
       queuesVerified: verified.queues,
+      duplicatesReceived: verified.duplicates,
       durationMs: Date.now() - this.started,
     };
   }
