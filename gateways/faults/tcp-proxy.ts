@@ -34,6 +34,8 @@ class Direction {
   private heldBytes = 0;
   private lastReleaseAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Frozen: holds what it has and reads nothing more (freeze); a connection made later is not. */
+  frozen = false;
 
   constructor(
     private readonly from: Socket,
@@ -65,14 +67,14 @@ class Direction {
 
   /** Releases what is due, then waits for the next chunk's time. */
   schedule(): void {
-    if (this.timer || this.proxy.frozen) return;
+    if (this.timer || this.frozen) return;
     const now = Date.now();
     while (this.queue.length > 0 && this.queue[0]!.releaseAt <= now) {
       const { chunk } = this.queue.shift()!;
       this.heldBytes -= chunk.length;
       this.to.write(chunk);
     }
-    if (this.heldBytes <= PROXY_HELD_BYTES_MAX && !this.proxy.frozen) this.from.resume();
+    if (this.heldBytes <= PROXY_HELD_BYTES_MAX && !this.frozen) this.from.resume();
     const next = this.queue[0];
     if (next) this.timer = setTimeout(() => ((this.timer = undefined), this.schedule()), Math.max(1, next.releaseAt - now));
   }
@@ -98,7 +100,6 @@ export class TcpProxy {
   partitioned: PartitionKind | undefined;
   delayMs = 0;
   trickleBytesPerS = 0;
-  frozen = false;
 
   private constructor(
     public target: ProxyTarget,
@@ -155,24 +156,24 @@ export class TcpProxy {
         upstream.destroy();
       });
     }
-    if (this.frozen) for (const socket of [client, upstream]) socket.pause();
   }
 
   get openConnections(): number {
     return this.sockets.size / 2;
   }
 
-  /** Stops carrying bytes on every live connection without closing it: the link goes silent. */
+  /** Stops carrying bytes on every live connection without closing it: the link goes silent (a redial gets through). */
   freeze(): void {
-    this.frozen = true;
+    for (const direction of this.directions) direction.frozen = true;
     for (const socket of this.sockets) socket.pause();
   }
 
-  /** Carries bytes again after a freeze, what was held first. */
+  /** Carries bytes again on the frozen connections, what was held first. */
   thaw(): void {
-    this.frozen = false;
-    for (const socket of this.sockets) socket.resume();
-    for (const direction of this.directions) direction.schedule();
+    for (const direction of this.directions) {
+      direction.frozen = false;
+      direction.schedule();
+    }
   }
 
   /** Destroys every live connection mid-stream. */
