@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cryptoReady, EVENT_BODY_BYTES_MAX, eventId, identityFromSeed, signEventId, type Identity, type UnsignedEvent } from '../crypto/index.js';
-import { EventKind, type Event } from '../proto/gen/trellis/v1/event.js';
+import { cryptoReady, identityFromSeed } from '../crypto/index.js';
+import { prng } from '../gateways/faults/index.js';
+import type { Event } from '../proto/gen/trellis/v1/event.js';
+import { InboundGenerator, type Origin } from '../test/support/inbound-generator.js';
 import { openPglite, SqlEventStore, type EventStore, type SqlDriver } from '../store/index.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock } from './clock.js';
@@ -24,23 +25,6 @@ const SKEW_MS = 300_000;
 const BOUNDS: HeldBounds = { eventsPerChain: 16, bytesPerChain: 512 * 1024, eventsPerPeer: 40, bytesPerPeer: 1024 * 1024 };
 const PEERS = ['peer-1', 'peer-2'];
 
-/** mulberry32: the generation is stateful (it follows each chain), so it needs a seeded stream of decisions. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-interface Origin {
-  id: string;
-  identity: Identity;
-}
-
 describe('the inbound path under hostile, validly signed batches', () => {
   let driver: SqlDriver;
   let store: EventStore;
@@ -48,8 +32,14 @@ describe('the inbound path under hostile, validly signed batches', () => {
   const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
   const origins: Origin[] = Array.from({ length: ORIGINS }, (_, i) => ({ id: `origin-${i}`, identity: identityFromSeed(Buffer.alloc(32, i + 1)) }));
   const chats = Array.from({ length: CHATS }, (_, i) => `chat-${i}`);
-  /** What each origin has generated per chat (sent or not): the honest chain it extends. */
-  const generated = new Map<string, Event[]>();
+  const generator = new InboundGenerator({
+    random,
+    origins,
+    chats,
+    chainEventsMax: CHAIN_EVENTS_MAX,
+    skewMs: SKEW_MS,
+    storedSeq: async (chatId, origin) => (await store.head(chatId, origin))?.seq ?? 0,
+  });
 
   beforeAll(async () => {
     await cryptoReady();
@@ -57,103 +47,6 @@ describe('the inbound path under hostile, validly signed batches', () => {
     store = new SqlEventStore(driver);
   });
   afterAll(() => store?.close());
-
-  /** Values at their bounds, all legal: honest chains use these. */
-  function legal(now: number) {
-    return {
-      hlcMs: [now, now, now, now - 86_400_000, 0, now + SKEW_MS - 5_000],
-      hlcCounter: [0, 0, 0, 1, 2 ** 31 - 1, 2 ** 31, 0xffff_ffff],
-      kind: [EventKind.EVENT_KIND_MESSAGE_POSTED, EventKind.EVENT_KIND_MESSAGE_POSTED, EventKind.EVENT_KIND_MESSAGE_EDITED, 99, 0x7fff_ffff, EventKind.EVENT_KIND_MEMBERS_ADDED],
-      bodyBytes: [0, 32, 32, 32, 4096, EVENT_BODY_BYTES_MAX],
-    };
-  }
-
-  /** Beyond a bound, or against the chat's rules: each one must be refused. */
-  function hostileEdits(now: number, origin: Origin): Array<Partial<UnsignedEvent>> {
-    const outsider = origin === origins.at(-1);
-    return [
-      ...(outsider ? [{ kind: EventKind.EVENT_KIND_MEMBERS_REMOVED, members: [`user@${origins[0]!.id}`] }] : []),
-      { hlcMs: now + SKEW_MS + 5_000 },
-      { hlcMs: Number.MAX_SAFE_INTEGER, hlcCounter: 0xffff_ffff },
-      { body: randomBytes(EVENT_BODY_BYTES_MAX + 1) },
-      { kind: EventKind.EVENT_KIND_MEMBERS_ADDED, members: Array.from({ length: 1025 }, (_, i) => `u${i}@${origin.id}`) },
-      { kind: EventKind.EVENT_KIND_CHAT_CREATED, members: insiders() },
-      { members: ['not a member'], kind: EventKind.EVENT_KIND_MEMBERS_ADDED },
-    ];
-  }
-
-  /** Origins 0..2 are the chats' members; the last origin never is. */
-  const insiders = () => origins.slice(0, -1).map((origin) => `user@${origin.id}`);
-  const creatorOf = (chatId: string) => origins[chats.indexOf(chatId) % (origins.length - 1)]!;
-
-  function unsignedAfter(chatId: string, origin: Origin, head: Event | undefined, now: number): UnsignedEvent {
-    const values = legal(now);
-    const creating = !head && origin === creatorOf(chatId);
-    const kind = creating ? EventKind.EVENT_KIND_CHAT_CREATED : random() < 0.7 ? EventKind.EVENT_KIND_MESSAGE_POSTED : pick(values.kind);
-    return {
-      chatId,
-      origin: origin.id,
-      seq: (head?.seq ?? 0) + 1,
-      prev: head ? Buffer.from(head.id) : Buffer.alloc(0),
-      hlcMs: random() < 0.8 ? now : pick(values.hlcMs),
-      hlcCounter: random() < 0.8 ? 0 : pick(values.hlcCounter),
-      senderUser: `user@${origin.id}`,
-      senderDevice: 'device',
-      kind,
-      members: kind === EventKind.EVENT_KIND_CHAT_CREATED || kind === EventKind.EVENT_KIND_MEMBERS_ADDED ? insiders() : [],
-      body: randomBytes(random() < 0.9 ? 32 : pick(values.bodyBytes)),
-      routingPolicy: 0,
-    };
-  }
-
-  const withId = (unsigned: UnsignedEvent): Event => ({ ...unsigned, id: eventId(unsigned), signature: Buffer.alloc(0) });
-
-  /** Extends an origin's honest chain in a chat by `count` events. */
-  function extend(chatId: string, origin: Origin, count: number, now: number): Event[] {
-    const key = `${chatId}/${origin.id}`;
-    const chain = generated.get(key) ?? [];
-    for (let i = 0; i < count && chain.length < CHAIN_EVENTS_MAX; i++) chain.push(withId(unsignedAfter(chatId, origin, chain.at(-1), now)));
-    generated.set(key, chain);
-    return chain;
-  }
-
-  /**
-   * One run: fresh honest events (some sent past a gap), a resend of what the receiver
-   * lacks or already holds, or one hostile event off the chain's head (never kept in
-   * the honest chain, so honest traffic goes on). Signed at its end, mostly correctly.
-   */
-  async function run(now: number): Promise<Event[]> {
-    const chatId = pick(chats);
-    const origin = pick(origins);
-    const before = (generated.get(`${chatId}/${origin.id}`) ?? []).length;
-    const shape = random();
-    let events: Event[];
-    if (shape < 0.35) {
-      const chain = extend(chatId, origin, 1 + Math.floor(random() * 6), now);
-      events = chain.slice(before);
-      // A skip: the first of them stay behind, so the rest lie past a gap (sometimes far past).
-      if (random() < 0.3) events = events.slice(1 + Math.floor(random() * 3));
-      if (random() < 0.05) events = extend(chatId, origin, 24, now).slice(-2);
-    } else if (shape < 0.75) {
-      const chain = generated.get(`${chatId}/${origin.id}`) ?? [];
-      const stored = (await store.head(chatId, origin.id))?.seq ?? 0;
-      const from = random() < 0.8 ? stored : Math.floor(random() * chain.length);
-      events = chain.slice(from, from + 1 + Math.floor(random() * 8));
-    } else {
-      const chain = extend(chatId, origin, before === 0 ? 1 : 0, now);
-      const stored = (await store.head(chatId, origin.id))?.seq ?? 0;
-      if (stored > 0 && random() < 0.3) {
-        // A fork of what the receiver already stored: another event at its head's seq.
-        events = [withId({ ...unsignedAfter(chatId, origin, chain[stored - 2], now), body: randomBytes(8) })];
-      } else {
-        events = [withId({ ...unsignedAfter(chatId, origin, chain.at(-1), now), ...pick(hostileEdits(now, origin)) })];
-      }
-    }
-    if (events.length === 0) return [];
-    const last = events.at(-1)!;
-    const signature = random() < 0.03 ? randomBytes(64) : signEventId(origin.identity, last.id);
-    return [...events.slice(0, -1), { ...last, signature }];
-  }
 
   /** The store's invariants, read with aggregate SQL (no bodies), so 10,000 checks stay cheap; digests of the chats a batch touched. */
   async function checkInvariants(held: HeldEvents, touched: ReadonlySet<string>): Promise<void> {
@@ -206,7 +99,7 @@ describe('the inbound path under hostile, validly signed batches', () => {
     for (let batch = 0; batch < BATCHES; batch++) {
       const now = Date.now();
       const events: Event[] = [];
-      for (let runs = 1 + Math.floor(random() * 3); runs > 0; runs--) events.push(...(await run(now)));
+      for (let runs = 1 + Math.floor(random() * 3); runs > 0; runs--) events.push(...(await generator.run(now)));
       const peer = pick(PEERS);
       // Never throws: every bad event ends as a refusal, and the cursor is stored with the batch.
       const outcome = await inbound.accept(peer, events, { peerId: peer, linkSeq: batch + 1 });

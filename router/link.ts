@@ -78,7 +78,7 @@ type BatchFrame = Frame & { kind: { $case: 'batch'; value: EventBatch } };
 const isBatch = (frame: Frame): frame is BatchFrame => frame.kind?.$case === 'batch';
 
 /** A frame's own limits, checked as it is read: a batch too large or without a link sequence ends the link. */
-function checkedFrame(frame: Frame): Frame {
+export function checkedFrame(frame: Frame): Frame {
   if (!isBatch(frame)) return frame;
   const batch = frame.kind.value;
   if (batch.events.length > BATCH_EVENTS_MAX) throw new LinkFailure('batch-too-large', `batch of ${batch.events.length} events exceeds ${BATCH_EVENTS_MAX}`);

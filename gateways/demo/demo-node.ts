@@ -16,6 +16,8 @@ export interface DemoNode {
   /** Posts a device's draft; answers the event id (hex) once it is durable. */
   post(draft: EventDraft): Promise<string>;
   summary(chatId: string): Promise<{ events: number; digest: string }>;
+  /** The ids (hex) of every event of a chat the node holds, in the log's order, copies included. */
+  eventIds(chatId: string): Promise<string[]>;
   /** The body of an origin's newest event in a chat, as a member device would receive it. */
   lastBody(chatId: string, origin: string): Promise<Uint8Array | undefined>;
   chatRoute(chatId: string): Promise<ChatRouteView>;
@@ -32,6 +34,7 @@ export interface DemoNode {
 export type WorkerRequest =
   | { op: 'post'; draft: EventDraft }
   | { op: 'summary'; chatId: string }
+  | { op: 'eventIds'; chatId: string }
   | { op: 'lastBody'; chatId: string; origin: string }
   | { op: 'chatRoute'; chatId: string }
   | { op: 'setTrustStatus'; serverId: string; status: 'enabled' | 'disabled' }
@@ -48,6 +51,8 @@ export async function answer(node: TrellisNode, request: WorkerRequest): Promise
       const { events, digest } = await node.store.chatSummary(request.chatId);
       return { events, digest: digest.toString('hex') };
     }
+    case 'eventIds':
+      return (await node.store.chatLog(request.chatId)).map((event) => event.id.toString('hex'));
     case 'lastBody':
       return (await node.store.chatLog(request.chatId)).findLast((event) => event.origin === request.origin)?.body;
     case 'chatRoute':
@@ -80,6 +85,7 @@ function demoNode(
     id,
     post: (draft) => call({ op: 'post', draft }),
     summary: (chatId) => call({ op: 'summary', chatId }),
+    eventIds: (chatId) => call({ op: 'eventIds', chatId }),
     lastBody: (chatId, origin) => call({ op: 'lastBody', chatId, origin }),
     chatRoute: (chatId) => call({ op: 'chatRoute', chatId }),
     setTrustStatus: (serverId, status) => call({ op: 'setTrustStatus', serverId, status }),
@@ -117,20 +123,44 @@ const WORKER_STOP_LIMIT_MS = 10_000;
 
 /** What a node's process tells the demo: answers by request number, and its appends as they happen. */
 export type WorkerMessage =
-  | { type: 'ready'; id: string }
+  /** Ready, with the ports it bound (a config may say :0). */
+  | { type: 'ready'; id: string; port: number; adminPort?: number }
   | { type: 'failed'; message: string }
   | { type: 'answer'; n: number; value?: unknown; error?: string }
   | { type: 'appended'; atMs: number; events: Array<{ id: string; chatId: string }> };
 
+/** A node in a process of its own: the demo's calls, and what only a process has (its pid, a SIGKILL, its exit). */
+export interface ProcessNode extends DemoNode {
+  readonly pid: number;
+  /** The trust port and the admin service's address it bound. */
+  readonly port: number;
+  readonly adminAddress: string | undefined;
+  /** Settles with how the process ended (a signal name or an exit code), however it ended. */
+  readonly exited: Promise<string>;
+  /** SIGKILL: no stop, no flush, no goodbye to its peers; settles once the process is gone. */
+  kill(): Promise<void>;
+}
+
+/**
+ * The worker beside this file: its build under node, or, when this module runs from its
+ * TypeScript source (vitest), the source through tsx, so a test never runs a stale build.
+ */
+function workerEntry(): { file: string; execArgv: string[] } {
+  const source = import.meta.url.endsWith('.ts');
+  return { file: fileURLToPath(new URL(source ? './node-worker.ts' : './node-worker.js', import.meta.url)), execArgv: source ? ['--import', 'tsx'] : [] };
+}
+
 /** A node in a process of its own (gateways/demo/node-worker.ts), driven over the IPC channel. */
-export async function processNode(config: NodeConfig, logFile: string): Promise<DemoNode> {
-  const child: ChildProcess = fork(fileURLToPath(new URL('./node-worker.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+export async function processNode(config: NodeConfig, logFile: string): Promise<ProcessNode> {
+  const { file, execArgv } = workerEntry();
+  const child: ChildProcess = fork(file, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? String(code))));
   const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   const listeners: Array<(atMs: number, events: Array<{ id: string; chatId: string }>) => void> = [];
   let next = 0;
-  const id = await new Promise<string>((resolve, reject) => {
+  const ready = await new Promise<Extract<WorkerMessage, { type: 'ready' }>>((resolve, reject) => {
     child.on('message', (message: WorkerMessage) => {
-      if (message.type === 'ready') resolve(message.id);
+      if (message.type === 'ready') resolve(message);
       else if (message.type === 'failed') reject(new Error(`${config.server.name}: ${message.message}`));
       else if (message.type === 'appended') listeners.forEach((listener) => listener(message.atMs, message.events));
       else {
@@ -151,14 +181,31 @@ export async function processNode(config: NodeConfig, logFile: string): Promise<
   const call = <T>(request: WorkerRequest) =>
     new Promise<T>((resolve, reject) => {
       const n = next++;
+      if (!child.connected) return reject(new Error(`${config.server.name}: its process has exited`));
       pending.set(n, { resolve: resolve as (value: unknown) => void, reject });
-      child.send({ n, request });
+      // A process that dies between the check and the send answers through the callback, not an 'error' event.
+      child.send({ n, request }, (error) => {
+        if (!error) return;
+        pending.delete(n);
+        reject(new Error(`${config.server.name}: ${error.message}`));
+      });
     });
-  return demoNode(config, id, call, (listener) => listeners.push(listener), async () => {
-    if (child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const node = demoNode(config, ready.id, call, (listener) => listeners.push(listener), async () => {
+    if (gone()) return;
     await call({ op: 'stop' }).catch(() => undefined);
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, WORKER_STOP_LIMIT_MS))]);
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (!gone()) child.kill('SIGKILL');
   });
+  return {
+    ...node,
+    pid: child.pid!,
+    port: ready.port,
+    adminAddress: config.admin && ready.adminPort !== undefined ? `${config.admin.listen.slice(0, config.admin.listen.lastIndexOf(':'))}:${ready.adminPort}` : undefined,
+    exited,
+    async kill() {
+      if (!gone()) child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }

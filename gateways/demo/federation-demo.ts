@@ -47,7 +47,8 @@ interface DemoChat extends DeviceChat {
   expected: number;
 }
 
-function loadFederation(folder: string): Map<string, NodeConfig> {
+/** The reference federation's configs by server name; refuses a folder that lacks one of its servers. */
+export function loadFederation(folder: string): Map<string, NodeConfig> {
   let files: string[];
   try {
     files = readdirSync(folder).filter((file) => /\.ya?ml$/.test(file)).sort();

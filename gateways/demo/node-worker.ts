@@ -41,7 +41,7 @@ async function main(): Promise<void> {
       (error: unknown) => send({ type: 'answer', n: message.n, error: error instanceof Error ? error.message : String(error) }),
     );
   });
-  send({ type: 'ready', id: node.id });
+  send({ type: 'ready', id: node.id, port: node.port, ...(admin ? { adminPort: admin.port } : {}) });
 }
 
 main().catch((error: unknown) => {
