@@ -23,6 +23,7 @@ import { cryptoReady } from '../crypto/index.js';
 import { measureAppendsTogether, measureStore, measureVerifyPerS, type StoreBounds } from './bounds.js';
 import { measureFsync } from './disk.js';
 import { measureStoreRelay, type StoreRelayBound } from './relay.js';
+import { measureTransitChecksUs } from './transit-checks.js';
 import { startChain, type Hops, type LinkedChain } from './chain.js';
 import { pgliteBench, pgliteOsBench, postgresBench, postgresBenchUnavailable, type BenchEngine } from './engines.js';
 import { measureIdleLinks } from './idle-links.js';
@@ -99,6 +100,7 @@ function caseSpecs(hops: Hops, engine: BenchEngine): CaseSpec[] {
 async function measureBounds(dir: string, engines: readonly BenchEngine[]): Promise<MachineBounds> {
   console.log(`machine bounds: Ed25519 verify; the disk's paced fsync; PGlite stores relaying at ${TARGET_PACED_PER_S}/s; ${engines.map((engine) => engine.name).join(' and ')} append / read-back / one-event commit`);
   const ed25519VerifyPerS = measureVerifyPerS();
+  const transitChecksUs = measureTransitChecksUs();
   // As many writers as a chain has servers: one hop's two, three hops' four.
   const fsync = [await measureFsync(dir, 2), await measureFsync(dir, 4)];
   // Likewise the embedded store's append ceiling, each end of a link appending while the other does.
@@ -122,7 +124,7 @@ async function measureBounds(dir: string, engines: readonly BenchEngine[]): Prom
       await engine.cleanUp();
     }
   }
-  return { ed25519VerifyPerS, store, fsync, appendsTogether, storeRelay };
+  return { ed25519VerifyPerS, transitChecksUs, store, fsync, appendsTogether, storeRelay };
 }
 
 /** The cases of one chain of servers, and each process's memory idle and after its throughput cases; one hop also measures a catch-up. */

@@ -64,6 +64,8 @@ export interface MemoryResult {
 /** Measured in the same run as the cases: what this machine allows, without our code (Ed25519, the disk) or with the store alone. */
 export interface MachineBounds {
   ed25519VerifyPerS: number;
+  /** The checks against a hostile neighbour at a transit (bench/transit-checks.ts), µs per event. */
+  transitChecksUs: number;
   store: StoreBounds[];
   /** The disk's paced fsync, with as many writers as a chain has servers. */
   fsync: FsyncBounds[];
@@ -276,6 +278,9 @@ function failoverRows(report: Report): Row[] {
 function boundRows(report: Report): Row[] {
   const verify = report.bounds.ed25519VerifyPerS;
   const rows: Row[] = [[`Ed25519 verify (node:crypto)`, `${count(verify)}/s`, '', '', 'one per event would cap a receiver here; the link checks one per run per frame', '—']];
+  const checksUs = report.bounds.transitChecksUs;
+  rows.push(['transit checks per event: forward sets, standing in the chat', `${checksUs.toFixed(2)} µs`, '', '',
+    `one Ed25519 verify takes ${(1e6 / verify).toFixed(1)} µs in this run: the checks cost ${((checksUs * verify) / 1e6 * 100).toFixed(1)}% of one`, '—']);
   for (const disk of report.bounds.fsync) {
     rows.push([`disk fsync, 8 KiB page, ${disk.writers} writers`, `${ms(disk.p50Ms)} / ${ms(disk.p99Ms)} / ${ms(disk.maxMs)} ms`, '', '',
       `p50 / p99 / slowest of ${count(disk.samples)}, each writer its own process, a page and an fsync every ${disk.paceMs} ms or more: what each commit of a server waits for at the paced rate`, 'fsync']);

@@ -61,16 +61,20 @@ type Cursor = { peerId: string; linkSeq: number };
 const RELEASE_EVENTS_MAX = 1024;
 /** Member lists cached per chat; past it the cache starts over from the store. */
 const MEMBERS_CACHED_MAX = 100_000;
+/** Servers outside a chat whose standing is cached with its member list (each costs one store read). */
+const OUTSIDERS_CACHED_MAX = 64;
 
 /** A chat's current members, their servers, and the log place of the membership event that set them. */
 interface Membership {
   members: string[];
   servers: ReadonlySet<string>;
   at: LogPlace;
+  /** Standings of origins outside `servers` for places after `at`: the same for every such place, so asked once. */
+  outsiders: Map<string, Standing>;
 }
 
-/** Where an event's origin stands in its chat at the event's place in the log. */
-type Standing = 'member' | 'left' | 'not-yet';
+/** Where an event's origin stands in its chat at the event's place in the log ('before-chat': placed before its creation). */
+type Standing = 'member' | 'left' | 'not-yet' | 'before-chat';
 
 function groupByChain(events: readonly CarriedEvent[]): CarriedEvent[][] {
   const runs = new Map<string, CarriedEvent[]>();
@@ -403,7 +407,14 @@ export class Inbound {
   private standingRefusal(event: CarriedEvent, standing: Standing): [EventErrorCode, string] | 'wait' | undefined {
     if (standing === 'member') return undefined;
     if (standing === 'left') return ['not-a-member', "its server had left the chat at the event's place in the log"];
+    if (standing === 'before-chat') return ['not-a-member', "stamped before the chat's creation: no member list stands at its place in the log"];
     return MEMBERSHIP_KINDS.has(event.kind) ? ['not-a-member', 'a membership change by a server outside the chat'] : 'wait';
+  }
+
+  /** Whether an event is held only until a membership change makes its origin a member (standingRefusal's 'wait'). */
+  private async waitsForMembership(event: CarriedEvent): Promise<boolean> {
+    const membership = event.kind === EventKind.EVENT_KIND_CHAT_CREATED ? null : await this.membershipOf(event.chatId);
+    return membership !== null && this.standingRefusal(event, await this.standing(event, membership)) === 'wait';
   }
 
   /**
@@ -414,9 +425,12 @@ export class Inbound {
   private async standing(event: CarriedEvent, membership: Membership): Promise<Standing> {
     const after = compareLogPlace(event, membership.at) > 0;
     if (after && membership.servers.has(event.origin)) return 'member';
+    const known = after ? membership.outsiders.get(event.origin) : undefined;
+    if (known) return known;
     const before = await this.deps.store.membershipBefore(event.chatId, event, event.origin);
-    if (!after && before.members && serversOf(before.members).has(event.origin)) return 'member';
-    return before.wasMember ? 'left' : 'not-yet';
+    const standing = standingFrom(after, before, event.origin);
+    if (after && membership.outsiders.size < OUTSIDERS_CACHED_MAX) membership.outsiders.set(event.origin, standing);
+    return standing;
   }
 
   /** Holds what cannot be placed yet, within the bounds; past them the rest of the run is refused. */
@@ -447,6 +461,8 @@ export class Inbound {
       if (minSeq > headSeq + 1) continue;
       const held = (await this.deps.store.heldAfter(chatId, origin, headSeq, RELEASE_EVENTS_MAX)).map(({ event }) => event);
       const run = contiguousAfter(head, held);
+      // Held for a server not in the chat yet: it waits for the chat's next membership change, which touches it again.
+      if (run.length > 0 && (await this.waitsForMembership(run[0]!))) continue;
       if (run.length > 0) runs.push(run);
       else if (held[0]?.seq === headSeq + 1) {
         // Held at the next seq yet not linking to the head: a fork that lost; it can never be placed.
@@ -552,12 +568,19 @@ export class Inbound {
     let membership = this.membership.get(chatId);
     if (membership === undefined) {
       const stored = await this.deps.store.chatMembership(chatId);
-      membership = stored ? { ...stored, servers: serversOf(stored.members) } : null;
+      membership = stored ? { ...stored, servers: serversOf(stored.members), outsiders: new Map() } : null;
       if (this.membership.size >= MEMBERS_CACHED_MAX) this.membership.clear();
       this.membership.set(chatId, membership);
     }
     return membership;
   }
+}
+
+/** An origin's standing, from the membership events before the event's place (`after`: the place follows the chat's latest change). */
+function standingFrom(after: boolean, before: { members: string[] | undefined; wasMember: boolean }, origin: string): Standing {
+  if (!after && !before.members) return 'before-chat';
+  if (!after && serversOf(before.members!).has(origin)) return 'member';
+  return before.wasMember ? 'left' : 'not-yet';
 }
 
 /** Held events cut after each event that carries a signature: each piece can be checked alone. */

@@ -32,3 +32,5 @@ export { Transport, GRPC_MESSAGE_BYTES_MAX } from './transport.js';
 export { FailureRateLimiter, HANDSHAKE_FAILURES_MAX } from './rate-limit.js';
 export { createLogger, type Logger } from './logger.js';
 export { HybridClock, type Now } from './clock.js';
+export { Routing, type RoutingDeps } from './routing/index.js';
+export { withForwards, handedOver, inChat, type ForwardRoutes } from './queues/forwards.js';

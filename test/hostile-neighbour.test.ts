@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { identityFromSeed, type Identity } from '../crypto/index.js';
+import { EventKind } from '../proto/gen/trellis/v1/event.js';
 import { VOUCHED_BY_TRUST } from '../router/routing/directory.js';
 import type { TrellisNode } from '../router/index.js';
 import { createdDraft, membersRemovedDraft, messageDraft, newChat } from './support/devices.js';
@@ -207,6 +208,30 @@ async function backfillAnswers(link: RogueLink, chatId: string, origin: string):
 }
 
 describe('membership at its place in the log', () => {
+  it('holds what a server posts before the change that adds it has arrived, and stores it once it has', async () => {
+    const pair = await TestPair.start();
+    const [creator, joiner] = [await RoguePeer.attach(pair.a), await RoguePeer.attach(pair.a)];
+    const [creatorLink, joinerLink] = [await creator.connect(), await joiner.connect()];
+    try {
+      const chat = creator.newChat();
+      expect(await creatorLink.exchange(creator.events(chat, 1))).toEqual([]);
+      // The joiner was added by the creator (an event A has not received yet) and posts: held, not refused.
+      const added = creator.forge(chat, [{ kind: EventKind.EVENT_KIND_MEMBERS_ADDED, members: [...chat.members, `mallory@${joiner.id}`] }]);
+      const posted = joiner.forge(chat, [{ kind: EventKind.EVENT_KIND_MESSAGE_POSTED, hlcMs: added[0]!.hlcMs + 10 }]);
+      expect(await joinerLink.exchange(posted)).toEqual([]);
+      expect((await pair.a.store.chatLog(chat.id)).some((event) => event.origin === joiner.id)).toBe(false);
+      expect((await pair.a.store.heldSummary()).filter((held) => held.origin === joiner.id)).toHaveLength(1);
+      // The change arrives: the held message is placed, once.
+      expect(await creatorLink.exchange(added)).toEqual([]);
+      await waitFor('the joiner\'s message stored', async () => (await pair.a.store.chatLog(chat.id)).filter((event) => event.origin === joiner.id).length === 1);
+      expect(await pair.a.store.heldSummary()).toEqual([]);
+    } finally {
+      creatorLink.close();
+      joinerLink.close();
+      await pair.stop();
+    }
+  });
+
   it('refuses what a server posts after it left, and takes what it posted before, wherever it arrives', async () => {
     const pair = await TestPair.start();
     const rogue = await RoguePeer.attach(pair.a);

@@ -1,6 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identityFromSeed, type Identity } from '../../crypto/index.js';
 import { AdminServiceClient, ChatRouteResponse, GraphResponse, LinksResponse, type GraphView as WireGraphView } from '../../proto/gen/trellis/v1/admin.js';
 import type { GraphView, TrellisNode } from '../../router/index.js';
 import { createdDraft, newChat } from '../../test/support/devices.js';
@@ -19,15 +20,31 @@ import { adminClient, ADMIN_MESSAGE_BYTES_MAX, ADMIN_PAGE_BYTES_MAX, ADMIN_PAGE_
 const NEIGHBOURS = 4;
 const PATHS_PER_NEIGHBOUR = 2_000;
 
-/** A neighbour trusted as a transit (TTS), whose link is up and that announces `ids` as reachable through it. */
-async function floodingNeighbour(node: TrellisNode): Promise<{ rogue: RoguePeer; link: RogueLink; sync(): Promise<void> }> {
-  const rogue = await RoguePeer.attach(node);
-  await node.setTrust({ ...rogue.trustFor(node), kind: 'TTS', role: 'transit' });
+/** The RTS above the flooding neighbours: their records name it their upstream. */
+const rts: { id: string; identity: Identity } = { id: randomUUID(), identity: identityFromSeed(randomBytes(32)) };
+
+/**
+ * A neighbour trusted as an ETS above the node, whose link is up: it registers (attests)
+ * the servers it announces, so the node believes them and takes its paths.
+ */
+async function floodingNeighbour(node: TrellisNode): Promise<{ rogue: RoguePeer; link: RogueLink; sync(): Promise<void>; register(count: number): Promise<string[]> }> {
+  const rogue = await RoguePeer.attach(node, { kind: 'ETS', role: 'upstream' });
   const link = await rogue.connect();
+  const rtsRecord = rogue.record({ serverId: rts.id, kind: 'RTS', name: 'rts', upstream: '' }, rts.identity);
+  await link.sendRecords([rogue.record({ upstream: rts.id }), { ...rtsRecord, attestations: [rogue.attest(rtsRecord)] }]);
   const chat = rogue.newChat();
   // The node handles a link's frames in order: once it has acknowledged a batch sent after an announcement, it has taken the announcement.
   const sync = async () => expect(await link.exchange(rogue.events(chat, 1))).toEqual([]);
-  return { rogue, link, sync };
+  const register = async (count: number) => {
+    const ids = Array.from({ length: count }, () => randomUUID());
+    const records = ids.map((id) => {
+      const record = rogue.record({ serverId: id, kind: 'CTS', name: 'flood', upstream: rogue.id }, identityFromSeed(randomBytes(32)));
+      return { ...record, attestations: [rogue.attest(record)] };
+    });
+    await link.sendRecords(records);
+    return ids;
+  };
+  return { rogue, link, sync, register };
 }
 
 function announce(link: RogueLink, from: string, ids: readonly string[], change: { update?: boolean; withdrawn?: string[] } = {}): Promise<void> {
@@ -68,11 +85,17 @@ describe('a node flooded with announced servers answers the admin service in pag
     neighbours = [];
     for (let i = 0; i < NEIGHBOURS; i++) {
       const neighbour = await floodingNeighbour(pair.a);
-      const ids = Array.from({ length: PATHS_PER_NEIGHBOUR - 1 }, () => randomUUID());
-      await announce(neighbour.link, neighbour.rogue.id, i < 2 ? [...ids, shared] : ids);
-      await neighbour.sync();
+      const ids = await neighbour.register(PATHS_PER_NEIGHBOUR - 1);
+      await announce(neighbour.link, neighbour.rogue.id, ids);
       neighbours.push(neighbour);
     }
+    // The shared server is registered below the first neighbour; the second reaches it through their RTS.
+    const [first, second] = [neighbours[0]!, neighbours[1]!];
+    const sharedRecord = first.rogue.record({ serverId: shared, kind: 'CTS', name: 'shared', upstream: first.rogue.id }, identityFromSeed(randomBytes(32)));
+    await first.link.sendRecords([{ ...sharedRecord, attestations: [first.rogue.attest(sharedRecord)] }]);
+    await first.link.announce([[first.rogue.id, shared]], { update: true });
+    await second.link.announce([[second.rogue.id, rts.id, first.rogue.id, shared]], { update: true });
+    for (const neighbour of neighbours) await neighbour.sync();
     // (Sets, not arrays: a test that holds the event loop for seconds would starve the links' heartbeats.)
     const routed = (link: GraphView['links'][number]) => {
       const carried = new Set([...link.carries, shared]);
@@ -117,18 +140,24 @@ describe('a node flooded with announced servers answers the admin service in pag
     /** Every (link, id) a graph lists as reachable or carried. */
     const pairsOf = (graph: GraphView | WireGraphView) => graph.links.flatMap((link) => [...link.reachable.map((id) => `${link.peerId} reaches ${id}`), ...link.carries.map((id) => `${link.peerId} carries ${id}`)]);
     const before = new Set(pairsOf(await pair.a.inspect.graph()));
-    const first = await wire.graph(ADMIN_PAGE_SIZE_MAX);
-    // The neighbour the first page ends in: withdraw what the page already sent of it, and add as many new servers, sorting anywhere.
-    const inFirst = first.graph!.links.filter((view) => view.reachable.length > 0).at(-1)!;
-    const { rogue, link, sync } = neighbours.find((neighbour) => neighbour.rogue.id === inFirst.peerId)!;
-    const withdrawn = inFirst.reachable.slice(0, 100);
-    await announce(link, rogue.id, withdrawn.map(() => randomUUID()), { update: true, withdrawn });
-    await sync();
-    const served = pairsOf(first.graph!);
-    for (let token = first.nextPageToken; token !== ''; ) {
-      const page = await wire.graph(ADMIN_PAGE_SIZE_MAX, token);
+    // Page on to the first page that lists what a link reaches (the servers come first).
+    const served: string[] = [];
+    let page = await wire.graph(ADMIN_PAGE_SIZE_MAX);
+    served.push(...pairsOf(page.graph!));
+    while (!page.graph!.links.some((view) => view.reachable.length > 0)) {
+      page = await wire.graph(ADMIN_PAGE_SIZE_MAX, page.nextPageToken);
       served.push(...pairsOf(page.graph!));
-      token = page.nextPageToken;
+    }
+    // The neighbour that page ends in: withdraw what the page already sent of it, and add as many new servers, sorting anywhere.
+    const inFirst = page.graph!.links.filter((view) => view.reachable.length > 0).at(-1)!;
+    const { rogue, link, sync, register } = neighbours.find((neighbour) => neighbour.rogue.id === inFirst.peerId)!;
+    const withdrawn = inFirst.reachable.slice(0, 100);
+    await announce(link, rogue.id, await register(withdrawn.length), { update: true, withdrawn });
+    await sync();
+    for (let token = page.nextPageToken; token !== ''; ) {
+      const next = await wire.graph(ADMIN_PAGE_SIZE_MAX, token);
+      served.push(...pairsOf(next.graph!));
+      token = next.nextPageToken;
     }
     const after = new Set(pairsOf(await pair.a.inspect.graph()));
     // Offset pages would now skip as many entries as were withdrawn before the cut: key-ordered ones skip none and send none twice.
@@ -194,7 +223,7 @@ describe('a node flooded with announced servers answers the admin service in pag
       expect(report.links.map((link) => link.peerId)).toEqual(whole.links.map((link) => link.peerId));
       for (const link of report.links) expect(link.queues.map((queue) => queue.serverId)).toEqual(whole.links.find((view) => view.peerId === link.peerId)!.carries);
       // Thousands of queue reads on the embedded store took no link down (each page gives the event loop turns).
-      expect((await pair.a.store.auditLog()).filter((entry) => entry.kind === 'link-down')).toEqual([]);
+      expect((await pair.a.store.auditLog()).filter((entry) => entry.kind === 'link-down').map((entry) => `${entry.peer} ${entry.code} ${entry.detail}`)).toEqual([]);
     } finally {
       client.close();
     }

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PUBLIC_KEY_BYTES, signAttestation, signServerRecord, verifyAttestation, verifyServerRecord, type Identity } from '../../crypto/index.js';
 import { AttestationBody, ServerRecord, ServerRecordBody, type Attestation } from '../../proto/gen/trellis/v1/link.js';
 import type { AuditEntry, EventStore } from '../../store/index.js';
@@ -28,6 +29,8 @@ export const PENDING_RECORDS_PER_PEER_MAX = 2_000;
 /** Attestations read of one record, and the longest chain of them from a server we trust. */
 export const ATTESTATIONS_PER_RECORD_MAX = 4;
 export const ATTESTATION_CHAIN_MAX = 8;
+/** Records checked (two signatures each) between turns of the event loop: a frame of thousands never starves the links' timers. */
+export const RECORDS_PER_TURN = 128;
 const ID_CHARS_MAX = 64;
 const KINDS: ReadonlySet<string> = new Set<ServerKind>(['CTS', 'ETS', 'RTS', 'TTS']);
 /** Who vouched for an entry, when it is not another server: ourselves, or our own trust. */
@@ -184,7 +187,8 @@ export class ServerDirectory {
    */
   async offer(peerId: string, records: readonly ServerRecord[]): Promise<ServerEntry[]> {
     const changed: ServerEntry[] = [];
-    for (const signed of records.slice(0, RECORDS_PER_FRAME_MAX)) {
+    for (const [index, signed] of records.slice(0, RECORDS_PER_FRAME_MAX).entries()) {
+      if (index > 0 && index % RECORDS_PER_TURN === 0) await nextTurn();
       try {
         changed.push(...(await this.consider(readRecord(signed), peerId)));
       } catch (error) {

@@ -8,6 +8,9 @@ import type { Random } from '../../gateways/faults/index.js';
  * validly signed events whose values sit at and beyond every bound (clocks, counters,
  * kinds, member lists, body sizes) and runs that skip, repeat or fork, drawn from a seeded
  * stream of decisions. It follows each origin's honest chain, so honest traffic goes on.
+ * Honest events are causal, as a server's are: none is stamped before its chat's creation
+ * (an event is judged against the members at its place in the log); earlier stamps are
+ * among the hostile values.
  */
 export interface Origin {
   id: string;
@@ -34,6 +37,8 @@ export class InboundGenerator {
   private readonly outsiders: number;
   /** What each origin has generated per chat (sent or not): the honest chain it extends. */
   private readonly generated = new Map<string, Event[]>();
+  /** When each chat's creation was stamped, once its creator has made it. */
+  private readonly createdAtMs = new Map<string, number>();
 
   constructor(private readonly options: GeneratorOptions) {
     this.random = options.random;
@@ -60,7 +65,7 @@ export class InboundGenerator {
   /** Values at their bounds, all legal: honest chains use these. */
   private legal(now: number) {
     return {
-      hlcMs: [now, now, now, now - 86_400_000, 0, now + this.options.skewMs - 5_000],
+      hlcMs: [now, now, now, now + this.options.skewMs - 5_000],
       hlcCounter: [0, 0, 0, 1, 2 ** 31 - 1, 2 ** 31, 0xffff_ffff],
       kind: [EventKind.EVENT_KIND_MESSAGE_POSTED, EventKind.EVENT_KIND_MESSAGE_POSTED, EventKind.EVENT_KIND_MESSAGE_EDITED, 99, 0x7fff_ffff, EventKind.EVENT_KIND_MEMBERS_ADDED],
       bodyBytes: [0, 32, 32, 32, 4096, EVENT_BODY_BYTES_MAX],
@@ -74,6 +79,9 @@ export class InboundGenerator {
     return [
       ...(outsider ? [{ kind: EventKind.EVENT_KIND_MEMBERS_REMOVED, members: [`user@${firstInsider.id}`] }] : []),
       { hlcMs: now + this.options.skewMs + 5_000 },
+      // Stamped before the chat's creation: no member list stands at its place in the log.
+      { hlcMs: 0 },
+      { hlcMs: now - 86_400_000 },
       { hlcMs: Number.MAX_SAFE_INTEGER, hlcCounter: 0xffff_ffff },
       { body: randomBytes(EVENT_BODY_BYTES_MAX + 1) },
       { kind: EventKind.EVENT_KIND_MEMBERS_ADDED, members: Array.from({ length: 1025 }, (_, i) => `u${i}@${origin.id}`) },
@@ -86,12 +94,14 @@ export class InboundGenerator {
     const values = this.legal(now);
     const creating = !head && origin === this.creatorOf(chatId);
     const kind = creating ? EventKind.EVENT_KIND_CHAT_CREATED : this.random() < 0.7 ? EventKind.EVENT_KIND_MESSAGE_POSTED : this.pick(values.kind);
+    const hlcMs = Math.max(this.random() < 0.8 ? now : this.pick(values.hlcMs), this.createdAtMs.get(chatId) ?? 0);
+    if (creating && !this.createdAtMs.has(chatId)) this.createdAtMs.set(chatId, hlcMs);
     return {
       chatId,
       origin: origin.id,
       seq: (head?.seq ?? 0) + 1,
       prev: head ? Buffer.from(head.id) : Buffer.alloc(0),
-      hlcMs: this.random() < 0.8 ? now : this.pick(values.hlcMs),
+      hlcMs,
       hlcCounter: this.random() < 0.8 ? 0 : this.pick(values.hlcCounter),
       senderUser: `user@${origin.id}`,
       senderDevice: 'device',
@@ -122,7 +132,8 @@ export class InboundGenerator {
    */
   async run(now: number): Promise<Event[]> {
     const chatId = this.pick(this.options.chats);
-    const origin = this.pick(this.options.origins);
+    // Nobody posts in a chat before its creator has made it.
+    const origin = this.createdAtMs.has(chatId) ? this.pick(this.options.origins) : this.creatorOf(chatId);
     const before = (this.generated.get(`${chatId}/${origin.id}`) ?? []).length;
     const shape = this.random();
     let events: Event[];
@@ -144,7 +155,9 @@ export class InboundGenerator {
         // A fork of what the receiver already stored: another event at its head's seq.
         events = [this.withId({ ...this.unsignedAfter(chatId, origin, chain[stored - 2], now), body: randomBytes(8) })];
       } else {
-        events = [this.withId({ ...this.unsignedAfter(chatId, origin, chain.at(-1), now), ...this.pick(this.hostileEdits(now, origin)) })];
+        // An outsider's own chain waits, held, for a change that never adds it: its hostile event follows what is stored, to be judged.
+        const after = this.insiderOrigins.includes(origin) ? chain.at(-1) : chain[stored - 1];
+        events = [this.withId({ ...this.unsignedAfter(chatId, origin, after, now), ...this.pick(this.hostileEdits(now, origin)) })];
       }
     }
     if (events.length === 0) return [];
