@@ -170,8 +170,8 @@ export interface EventStore {
   undelivered(destination: string, afterLocalSeq: number, self: string, transit: boolean): Promise<{ events: number; oldestHlcMs: number | undefined }>;
   /** How many chats have members on each server. */
   chatCounts(): Promise<Array<{ serverId: string; chats: number }>>;
-  /** Keeps the record the directory believes of a server (replacing the one kept before); `serverRecords` reads them all back. */
-  saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void>;
+  /** Keeps the records the directory believes (each replacing the one kept before of its server), in one statement; `serverRecords` reads them all back. */
+  saveServerRecords(records: ReadonlyArray<{ serverId: string; record: Uint8Array; issuedAtMs: number }>): Promise<void>;
   serverRecords(): Promise<Buffer[]>;
   /** Per destination server, the local seq up to which its next hops acknowledged everything (see schema). */
   deliveredCursors(): Promise<Map<string, number>>;
@@ -644,11 +644,15 @@ export class SqlEventStore implements EventStore {
     return rows.map((row) => ({ serverId: row.server_id, chats: row.chats }));
   }
 
-  async saveServerRecord(serverId: string, record: Uint8Array, issuedAtMs: number): Promise<void> {
+  async saveServerRecords(records: ReadonlyArray<{ serverId: string; record: Uint8Array; issuedAtMs: number }>): Promise<void> {
+    // One row a server: a statement may not update the same row twice, so the last record of a server wins.
+    const latest = [...new Map(records.map((entry) => [entry.serverId, entry])).values()];
+    if (latest.length === 0) return;
     await this.db.query(
-      `insert into server_records (server_id, record, issued_at_ms) values ($1, decode($2, 'base64'), $3)
+      `insert into server_records (server_id, record, issued_at_ms)
+       select server_id, decode(record, 'base64'), issued_at_ms from unnest($1::text[], $2::text[], $3::bigint[]) as t(server_id, record, issued_at_ms)
        on conflict (server_id) do update set record = excluded.record, issued_at_ms = excluded.issued_at_ms`,
-      [serverId, Buffer.from(record).toString('base64'), issuedAtMs],
+      [latest.map((entry) => entry.serverId), latest.map((entry) => Buffer.from(entry.record).toString('base64')), latest.map((entry) => entry.issuedAtMs)],
     );
   }
 

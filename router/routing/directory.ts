@@ -196,6 +196,7 @@ export class ServerDirectory {
         await this.refused(error, peerId);
       }
     }
+    await this.save(changed);
     return changed;
   }
 
@@ -206,7 +207,11 @@ export class ServerDirectory {
    */
   async trustChanged(serverId: string): Promise<ServerEntry[]> {
     const touches = this.entries.has(serverId) || this.pending.has(serverId) || [...this.entries.values()].some((entry) => entry.vouchedBy === serverId);
-    if (!touches) return [];
+    return touches ? this.judgeAgain() : [];
+  }
+
+  /** Judges everything believed or pending again, from our trusts on. */
+  private judgeAgain(): Promise<ServerEntry[]> {
     const all = [...this.entries.values()].filter((entry) => entry !== this.self).map((entry) => ({ candidate: candidateOf(entry), peer: '' }));
     return this.judgeAll([...all, ...this.pending.values()]);
   }
@@ -225,9 +230,12 @@ export class ServerDirectory {
     this.pendingPerPeer.clear();
     this.vouchedCount.clear();
     const byDepth = (a: { candidate: Candidate }, b: { candidate: Candidate }) => (this.deps.trustedKey(a.candidate.id) ? 0 : 1) - (this.deps.trustedKey(b.candidate.id) ? 0 : 1);
-    for (const { candidate, peer } of [...records].sort(byDepth)) {
+    // One record a server, its newest: judged once, so a rebuild never starts another for the same server.
+    const newest = new Map<string, { candidate: Candidate; peer: string }>();
+    for (const record of records) if ((newest.get(record.candidate.id)?.candidate.issuedAtMs ?? -1) < record.candidate.issuedAtMs) newest.set(record.candidate.id, record);
+    for (const { candidate, peer } of [...newest.values()].sort(byDepth)) {
       try {
-        await this.consider(candidate, peer, false);
+        await this.consider(candidate, peer);
       } catch (error) {
         if (!(error instanceof RecordRefused)) throw error;
         await this.refused(error, peer);
@@ -237,15 +245,16 @@ export class ServerDirectory {
       const earlier = before.get(entry.id);
       return entry !== this.self && (!earlier || !earlier.identityKey.equals(entry.identityKey) || earlier.vouchedBy !== entry.vouchedBy || earlier.issuedAtMs !== entry.issuedAtMs);
     });
-    for (const entry of changed) await this.save(entry);
+    await this.save(changed);
     return changed;
   }
 
   /**
    * Believes a record if someone with the authority vouches for it, else keeps it pending
-   * on its attester or refuses it. Then re-judges what was pending on it.
+   * on its attester or refuses it. Then re-judges what was pending on it. The caller saves
+   * the entries it answers.
    */
-  private async consider(candidate: Candidate, peerId: string, save = true): Promise<ServerEntry[]> {
+  private async consider(candidate: Candidate, peerId: string): Promise<ServerEntry[]> {
     if (candidate.id === this.self.id) {
       if (!candidate.identityKey.equals(this.self.identityKey)) throw new RecordRefused('key-mismatch', `server ${candidate.id}: a record of ours with another key`);
       return [];
@@ -260,7 +269,7 @@ export class ServerDirectory {
       // Our own trust's key beats an attestation: believe it, and judge again what the old key vouched for.
       if (vouch.depth === 0 && known.depth > 0) {
         this.entries.delete(candidate.id);
-        return this.trustChanged(candidate.id).then(async (changed) => [...changed, ...(await this.consider(candidate, peerId, save))]);
+        return this.trustChanged(candidate.id).then(async (changed) => [...changed, ...(await this.consider(candidate, peerId))]);
       }
       throw new RecordRefused(known.depth === 0 ? 'key-mismatch' : 'key-conflict', `server ${candidate.id}: record carries another key than the one ${known.depth === 0 ? 'our trust holds' : `${known.vouchedBy} vouched for`}`);
     }
@@ -273,8 +282,10 @@ export class ServerDirectory {
     this.vouchedCount.set(vouch.by, (this.vouchedCount.get(vouch.by) ?? 0) + 1);
     this.entries.set(entry.id, entry);
     this.dropPending(entry.id);
-    if (save) await this.save(entry);
-    return [entry, ...(await this.releasePending(entry.id, save))];
+    // A server whose kind or upstream changed may no longer have the authority it vouched with: what it vouched for is judged again.
+    const moved = known && (known.kind !== entry.kind || known.upstream !== entry.upstream);
+    if (moved && [...this.entries.values()].some((other) => other.vouchedBy === entry.id)) return [entry, ...(await this.judgeAgain())];
+    return [entry, ...(await this.releasePending(entry.id))];
   }
 
   /** How a record is vouched for: our trust, an attestation by a believed server with the authority, or the attesters it waits on. */
@@ -353,14 +364,14 @@ export class ServerDirectory {
   }
 
   /** The records that waited on a server now believed are judged again. */
-  private async releasePending(attesterId: string, save: boolean): Promise<ServerEntry[]> {
+  private async releasePending(attesterId: string): Promise<ServerEntry[]> {
     const released: ServerEntry[] = [];
     for (const serverId of [...(this.pendingByAttester.get(attesterId) ?? [])]) {
       const held = this.pending.get(serverId);
       if (!held) continue;
       this.dropPending(serverId);
       try {
-        released.push(...(await this.consider(held.candidate, held.peer, save)));
+        released.push(...(await this.consider(held.candidate, held.peer)));
       } catch (error) {
         if (!(error instanceof RecordRefused)) throw error;
         await this.refused(error, held.peer);
@@ -369,8 +380,8 @@ export class ServerDirectory {
     return released;
   }
 
-  private async save(entry: ServerEntry): Promise<void> {
-    await this.deps.store.saveServerRecord(entry.id, ServerRecord.encode(entry.signed).finish(), entry.issuedAtMs);
+  private async save(entries: readonly ServerEntry[]): Promise<void> {
+    await this.deps.store.saveServerRecords(entries.map((entry) => ({ serverId: entry.id, record: ServerRecord.encode(entry.signed).finish(), issuedAtMs: entry.issuedAtMs })));
   }
 }
 

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chainEvent, eventId, identityFromSeed, signAttestation, signEventId, signServerRecord, type ChainPosition, type Identity, type UnsignedEvent } from '../../crypto/index.js';
 import { EventKind, type Event } from '../../proto/gen/trellis/v1/event.js';
 import { AttestationBody, ServerRecordBody, type Attestation, type Forward, type Frame, type ServerRecord } from '../../proto/gen/trellis/v1/link.js';
-import { dialHandshake, FrameChannel, storelessDialContext, Transport, type LinkOpening, type ServerKind, type TrellisNode, type TrustConfig, type TrustRole } from '../../router/index.js';
+import { dialHandshake, FrameChannel, LinkFailure, storelessDialContext, Transport, type LinkOpening, type ServerKind, type TrellisNode, type TrustConfig, type TrustRole } from '../../router/index.js';
 import { createdDraft, messageDraft, newChat, type TestChat } from './devices.js';
 
 /**
@@ -87,6 +87,17 @@ export class RoguePeer {
 
   /** Dials and completes the handshake, presenting `token` (the right one unless told otherwise). */
   async connect(token = this.tokens.nodeAccepts): Promise<RogueLink> {
+    // A connection that fails before the handshake starts (the channel's first connect) is dialled again, as a node redials.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.connectOnce(token);
+      } catch (error) {
+        if (!(error instanceof LinkFailure && error.code === 'unreachable') || attempt >= CONNECT_ATTEMPTS_MAX) throw error;
+      }
+    }
+  }
+
+  private async connectOnce(token: string): Promise<RogueLink> {
     const stream = this.open();
     const trust: TrustConfig = {
       server_id: this.node.id,
@@ -165,6 +176,9 @@ export class RoguePeer {
 
 type FrameKind = NonNullable<Frame['kind']>['$case'];
 type FrameValue<K extends FrameKind> = Extract<NonNullable<Frame['kind']>, { $case: K }>['value'];
+
+/** Dials of a connect before its failure to reach the node is the test's. */
+const CONNECT_ATTEMPTS_MAX = 3;
 
 /** How often a rogue link heartbeats, so the node never takes a quiet test for a dead peer. */
 const ROGUE_HEARTBEAT_MS = 250;
