@@ -649,6 +649,7 @@ export class TrellisNode extends EventEmitter {
       this.rejudgeScheduled = false;
       const { changed: moved, refused } = this.routing.rejudge();
       for (const [peerId, refusals] of refused) this.journalPathRefusals(peerId, refusals);
+      this.handBackWithdrawn(moved);
       if (moved.length > 0) this.routesChanged();
     });
   }
@@ -656,7 +657,23 @@ export class TrellisNode extends EventEmitter {
   private onReachability(peerId: string, announcement: Reachability): void {
     const outcome = this.routing.accept(peerId, announcement);
     this.journalPathRefusals(peerId, outcome.refused);
+    this.handBackWithdrawn(outcome.changed);
     if (outcome.changed.length > 0) this.routesChanged();
+  }
+
+  /**
+   * Called after the reachability table changed and before routes are recomputed: a
+   * destination whose next hop, still up, no longer has a usable path to it (withdrawn, or
+   * refused on a rejudge) hands back what that hop had not proved delivered end to end
+   * (queues/delivery-cursors.ts). A hop whose link ended is not asked here: it keeps its share.
+   */
+  private handBackWithdrawn(destinations: readonly string[]): void {
+    for (const destination of destinations) {
+      const hop = this.routing.nextHop(destination, 0);
+      if (!hop || hop === destination || !this.link(hop) || this.routing.reach.reachOf(hop).has(destination)) continue;
+      const handedBack = this.delivery.handBack(destination);
+      if (handedBack > 0) void this.audit({ kind: 'delivery-handed-back', peer: hop, detail: `path to ${destination} withdrawn: resending what it had not acknowledged itself (${handedBack} local seqs)` }, hop);
+    }
   }
 
   /** One journal entry per refusal code of an announcement, coalesced per peer under a flood. */
