@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TrellisNode, TrustConfig } from '../router/index.js';
-import { createdDraft, newChat } from './support/devices.js';
+import { createdDraft, messageDraft, newChat } from './support/devices.js';
 import { freePort, LoneNode, postMessages, waitFor } from './support/federation.js';
 import { RoguePeer } from './support/rogue-peer.js';
 
@@ -35,7 +35,12 @@ describe('delivery through a hop that acks and withdraws', () => {
     for (const stop of stops.splice(0).reverse()) await stop();
   });
 
-  it('resends what a hijacking ETS acknowledged, by the next route, and counts it pending until the destination acknowledges it itself', async () => {
+  /**
+   * A, a CTS whose chat with X (a real CTS registered below A's hostile ETS) holds
+   * MESSAGES + 1 of A's events; X routed through the ETS, with a longer path through a TTS
+   * below the ETS. Both neighbours speak the wire contract under the test's control.
+   */
+  async function hijackedRoute() {
     const a = await LoneNode.start('CTS');
     stops.push(() => a.stop());
     const ets = await RoguePeer.attach(a.node, { kind: 'ETS', role: 'upstream' });
@@ -63,6 +68,11 @@ describe('delivery through a hop that acks and withdraws', () => {
     expect(posted).toHaveLength(MESSAGES + 1);
     const queue = () => a.node.inspect.queueOf(x.node.id);
 
+    return { a, ets, tts, x, etsLink, ttsLink, chat, posted, queue };
+  }
+
+  it('resends what a hijacking ETS acknowledged, by the next route, and counts it pending until the destination acknowledges it itself', async () => {
+    const { a, ets, tts, x, etsLink, ttsLink, chat, posted, queue } = await hijackedRoute();
     // The ETS takes everything over and acks it: no hop owes X anything, but X has confirmed nothing.
     const taken = await etsLink.takeEvents(posted.length);
     await taken.ack();
@@ -75,7 +85,7 @@ describe('delivery through a hop that acks and withdraws', () => {
     const resent = await ttsLink.takeEvents(posted.length);
     expect(resent.events.map((event) => event.id.toString('hex')).sort()).toEqual(posted);
     expect(await queue()).toMatchObject({ depth: posted.length, unconfirmed: posted.length });
-    expect((await a.node.store.auditLog()).some((entry) => entry.kind === 'delivery-handed-back' && entry.peer === ets.id)).toBe(true);
+    await waitFor('the hand-back journalled', async () => (await a.node.store.auditLog()).some((entry) => entry.kind === 'delivery-handed-back' && entry.peer === ets.id));
 
     // The TTS's ack hands them over again; they stay unconfirmed until X acknowledges them itself.
     await resent.ack();
@@ -91,5 +101,18 @@ describe('delivery through a hop that acks and withdraws', () => {
     const stored = (await x.node.store.chatLog(chat.id)).map((event) => event.id.toString('hex')).sort();
     expect(stored).toEqual(posted);
   });
-});
 
+  it('resends nothing when the ETS\'s link only drops: an honest transit holds what it took', async () => {
+    const { a, tts, x, etsLink, ttsLink, chat, posted, queue } = await hijackedRoute();
+    await (await etsLink.takeEvents(posted.length)).ack();
+    await waitFor('the ETS took X\'s queue', async () => (await queue()).depth === 0);
+
+    etsLink.close();
+    await waitFor('X routed through the TTS', () => a.node.routing.nextHop(x.node.id, 0) === tts.id);
+    const next = await a.node.post(messageDraft(chat, `alice@${a.node.id}`, 'after the drop'));
+    // The TTS's first batch starts after what the ETS took: had it been handed back, it would come first.
+    const first = await ttsLink.takeEvents(1);
+    expect(first.events.map((event) => event.id.toString('hex'))).toEqual([next.id.toString('hex')]);
+    expect((await queue()).unconfirmed).toBe(posted.length + 1);
+  });
+});
