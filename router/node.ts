@@ -671,7 +671,7 @@ export class TrellisNode extends EventEmitter {
     for (const destination of destinations) {
       const hop = this.routing.nextHop(destination, 0);
       if (!hop || hop === destination || !this.link(hop) || this.routing.reach.reachOf(hop).has(destination)) continue;
-      const handedBack = this.delivery.handBack(destination);
+      const handedBack = this.delivery.handBack(destination, hop);
       if (handedBack > 0) void this.audit({ kind: 'delivery-handed-back', peer: hop, detail: `path to ${destination} withdrawn: resending what it had not acknowledged itself (${handedBack} local seqs)` }, hop);
     }
   }

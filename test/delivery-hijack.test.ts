@@ -115,4 +115,18 @@ describe('delivery through a hop that acks and withdraws', () => {
     expect(first.events.map((event) => event.id.toString('hex'))).toEqual([next.id.toString('hex')]);
     expect((await queue()).unconfirmed).toBe(posted.length + 1);
   });
+
+  it('resends nothing to an ETS that withdrew and announces again: it holds, or dropped, what it took', async () => {
+    const { a, ets, tts, x, etsLink, ttsLink, chat, posted } = await hijackedRoute();
+    await (await etsLink.takeEvents(posted.length)).ack();
+    await etsLink.announce([], { update: true, withdrawn: [x.node.id] });
+    await waitFor('X routed through the TTS', () => a.node.routing.nextHop(x.node.id, 0) === tts.id);
+    expect((await ttsLink.takeEvents(posted.length)).events).toHaveLength(posted.length);
+
+    await etsLink.announce([[ets.id, x.node.id]], { update: true });
+    await waitFor('X routed through the ETS again', () => a.node.routing.nextHop(x.node.id, 0) === ets.id);
+    const next = await a.node.post(messageDraft(chat, `alice@${a.node.id}`, 'after the return'));
+    const first = await etsLink.takeEvents(1);
+    expect(first.events.map((event) => event.id.toString('hex'))).toEqual([next.id.toString('hex')]);
+  });
 });

@@ -47,14 +47,28 @@ describe('delivery cursors: handed to a hop, delivered end to end', () => {
 
   it('hands back to the delivered position, and the next route resends from there', () => {
     handedToEts();
-    expect(cursors.handBack(X)).toBe(40);
+    expect(cursors.handBack(X, ETS)).toBe(40);
     const next = new RecordingLink();
     cursors.moved(X, ETS, TTS, next);
     expect(next.rewinds).toEqual([0]);
     // The old hop's late acks no longer move X: it left that link.
     cursors.acked(ETS, 2, 60);
     expect(cursors.handedTo(X)).toBe(0);
-    expect(cursors.handBack(X)).toBe(0);
+    expect(cursors.handBack(X, ETS)).toBe(0);
+  });
+
+  it('resends a hop that handed back and announces again only from where it had taken, and others from delivered', () => {
+    handedToEts();
+    cursors.handBack(X, ETS);
+    const other = new RecordingLink();
+    cursors.moved(X, ETS, TTS, other);
+    cursors.acked(TTS, 1, 50);
+    cursors.handBack(X, TTS);
+    const back = new RecordingLink();
+    cursors.moved(X, TTS, ETS, back);
+    // The ETS had taken up to 40; what the TTS took past it is the ETS's to get.
+    expect([other.rewinds, back.rewinds]).toEqual([[0], [40]]);
+    expect(cursors.handedTo(X)).toBe(0);
   });
 
   it('keeps what a hop took when its link only drops', () => {

@@ -20,11 +20,15 @@
  * path forgotten with the link, which is no withdrawal; handing back on every flap would
  * resend each destination's history at every reconnect.
  *
- * Cost: a hand-back resends every event for the destination after `delivered`, read page
- * by page from the store like any resend (bounded by the link window, not held in memory).
- * `delivered` lags for a destination that is never our next hop, so there the resend is
- * as long as what we sent it since it was last linked to us; no window bounds it, since
- * past a window a hijacker could still make us forget.
+ * Cost: a hand-back makes the next route resend every event for the destination after
+ * `delivered`, read page by page from the store like any resend (bounded by the link
+ * window, not held in memory). `delivered` lags for a destination that is never our next
+ * hop, so there that is everything we sent it since it was last linked to us. No window
+ * bounds it: past a window a hijacker could still make us forget. What keeps it rare: the
+ * hop that handed back is resent, when it announces the path again, only from where it
+ * had taken them (`resumeAt`): it holds the rest, or dropped it on purpose, and a resend
+ * to it changes neither. So an honest ETS whose CTS flaps costs nothing; only a route
+ * that takes over in between (another transit) is resent the unconfirmed history.
  *
  * A cursor moves only on acknowledgements of batches read after its destination joined
  * the link (`joined`): earlier batches were read with another filter and may lack its
@@ -40,6 +44,8 @@ export interface RewindableLink {
 
 /** How often changed cursors are written: a stale one only costs resends (see schema destinationCursors). */
 export const DELIVERY_FLUSH_MS = 1_000;
+/** Hops per destination whose hand-back position is remembered; past it the oldest is forgotten (it is then resent from `handed`). */
+export const RESUME_HOPS_PER_DESTINATION_MAX = 8;
 
 /** Where each destination's deliveries stand: handed to a hop, and delivered end to end (see above). */
 export class DeliveryCursors {
@@ -47,6 +53,8 @@ export class DeliveryCursors {
   /** Per next hop: the destinations it carries now, and the first batch that carried each. */
   private readonly joined = new Map<string, Map<string, number>>();
   private readonly dirty = new Set<string>();
+  /** Per destination: how far each hop that handed it back had taken it (in memory: after a restart that hop is resent from `handed`). */
+  private readonly resumeAt = new Map<string, Map<string, number>>();
 
   constructor(private readonly store: EventStore) {}
 
@@ -76,12 +84,21 @@ export class DeliveryCursors {
    * proved delivered end to end is owed again. Call before the route moves (`moved`), so the
    * next hop resends from `delivered`. Answers how many local seqs were handed back.
    */
-  handBack(destination: string): number {
+  handBack(destination: string, hop: string): number {
     const cursor = this.cursors.get(destination);
     if (!cursor || cursor.handedSeq <= cursor.deliveredSeq) return 0;
     const handedBack = cursor.handedSeq - cursor.deliveredSeq;
+    this.remember(destination, hop, cursor.handedSeq);
     this.set(destination, cursor.deliveredSeq, cursor.deliveredSeq);
     return handedBack;
+  }
+
+  private remember(destination: string, hop: string, handedSeq: number): void {
+    let hops = this.resumeAt.get(destination);
+    if (!hops) this.resumeAt.set(destination, (hops = new Map()));
+    hops.delete(hop);
+    hops.set(hop, handedSeq);
+    if (hops.size > RESUME_HOPS_PER_DESTINATION_MAX) hops.delete(hops.keys().next().value!);
   }
 
   /**
@@ -103,7 +120,9 @@ export class DeliveryCursors {
   private join(peerId: string, destination: string, link: RewindableLink): void {
     let carried = this.joined.get(peerId);
     if (!carried) this.joined.set(peerId, (carried = new Map()));
-    carried.set(destination, link.rewind(this.handedTo(destination)));
+    // A hop that handed the destination back is not resent what it took before: it holds that, or dropped it on purpose.
+    const resume = Math.max(this.handedTo(destination), this.resumeAt.get(destination)?.get(peerId) ?? 0);
+    carried.set(destination, link.rewind(resume));
   }
 
   /** The peer stored batch `batchNo` of its link, which ended at `linkSeq`: delivered for the peer itself, handed over for the rest. */
