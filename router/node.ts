@@ -385,8 +385,11 @@ export class TrellisNode extends EventEmitter {
 
   /** Our own authority now holds (or no longer holds) a server's key: the directory is judged again, and its held events checked. */
   private async trustKeyChanged(serverId: string): Promise<void> {
+    const believed = this.directory.list().map((entry) => entry.id);
     const changed = await this.directory.trustChanged(serverId);
     this.directoryChanged(changed, '');
+    // A record no longer believed is in no `changed` list: the paths through it are judged again all the same.
+    if (believed.some((id) => !this.directory.get(id))) this.scheduleRejudge();
     for (const entry of changed) await this.inbound.originKnown(entry.id);
     if (this.trustedKey(serverId) && !changed.some((entry) => entry.id === serverId)) await this.inbound.originKnown(serverId);
   }
@@ -643,6 +646,11 @@ export class TrellisNode extends EventEmitter {
       const frame = this.directoryFrame(changed.map((entry) => entry.signed));
       for (const session of this.links.values()) if (session.peerId !== fromPeer) session.sendControl(frame);
     }
+    this.scheduleRejudge();
+  }
+
+  /** Every kept path is judged again at the end of the turn, once however many changes came in it. */
+  private scheduleRejudge(): void {
     if (this.rejudgeScheduled) return;
     this.rejudgeScheduled = true;
     setImmediate(() => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { identityFromSeed } from '../crypto/index.js';
 import type { TrellisNode, TrustConfig } from '../router/index.js';
 import { createdDraft, messageDraft, newChat } from './support/devices.js';
 import { freePort, LoneNode, postMessages, waitFor } from './support/federation.js';
@@ -128,5 +129,17 @@ describe('delivery through a hop that acks and withdraws', () => {
     const next = await a.node.post(messageDraft(chat, `alice@${a.node.id}`, 'after the return'));
     const first = await etsLink.takeEvents(1);
     expect(first.events.map((event) => event.id.toString('hex'))).toEqual([next.id.toString('hex')]);
+  });
+
+  it('hands back what the ETS took when its path is refused on a rejudge, not only when it is withdrawn', async () => {
+    const { a, x, etsLink, posted, queue } = await hijackedRoute();
+    await (await etsLink.takeEvents(posted.length)).ack();
+    await waitFor('the ETS took X\'s queue', async () => (await queue()).depth === 0);
+
+    // Our administrator pins another key for X: the record the ETS vouched for no longer stands, nor its path.
+    const trust = partnerTrust(x.node, token(), token());
+    await a.node.setTrust({ ...trust, identity_key: Buffer.from(identityFromSeed(randomBytes(32)).publicKey).toString('base64') });
+    await waitFor('X unrouted', () => a.node.routing.nextHop(x.node.id, 0) === undefined);
+    await waitFor('X\'s events owed again', async () => (await queue()).depth === posted.length, 10_000, async () => JSON.stringify(await queue()));
   });
 });
