@@ -385,11 +385,7 @@ export class TrellisNode extends EventEmitter {
 
   /** Our own authority now holds (or no longer holds) a server's key: the directory is judged again, and its held events checked. */
   private async trustKeyChanged(serverId: string): Promise<void> {
-    const believed = this.directory.list().map((entry) => entry.id);
-    const changed = await this.directory.trustChanged(serverId);
-    this.directoryChanged(changed, '');
-    // A record no longer believed is in no `changed` list: the paths through it are judged again all the same.
-    if (believed.some((id) => !this.directory.get(id))) this.scheduleRejudge();
+    const changed = await this.judgeDirectory(() => this.directory.trustChanged(serverId), '');
     for (const entry of changed) await this.inbound.originKnown(entry.id);
     if (this.trustedKey(serverId) && !changed.some((entry) => entry.id === serverId)) await this.inbound.originKnown(serverId);
   }
@@ -631,9 +627,21 @@ export class TrellisNode extends EventEmitter {
   }
 
   private async onDirectory(peerId: string, records: ServerRecord[]): Promise<void> {
-    const changed = await this.directory.offer(peerId, records);
-    this.directoryChanged(changed, peerId);
+    const changed = await this.judgeDirectory(() => this.directory.offer(peerId, records), peerId);
     for (const entry of changed) await this.inbound.originKnown(entry.id);
+  }
+
+  /**
+   * Runs a change of the directory and passes on what it believes anew. A record it no
+   * longer believes is in no `changed` list, so a lost belief rejudges the paths all the
+   * same: a path through that server is refused, and its hop hands back what it took.
+   */
+  private async judgeDirectory(change: () => Promise<ServerEntry[]>, fromPeer: string): Promise<ServerEntry[]> {
+    const forgotten = this.directory.forgotten;
+    const changed = await change();
+    this.directoryChanged(changed, fromPeer);
+    if (this.directory.forgotten !== forgotten) this.scheduleRejudge();
+    return changed;
   }
 
   /**
