@@ -29,6 +29,9 @@
  * had taken them (`resumeAt`): it holds the rest, or dropped it on purpose, and a resend
  * to it changes neither. So an honest ETS whose CTS flaps costs nothing; only a route
  * that takes over in between (another transit) is resent the unconfirmed history.
+ * Measured on the 2-core dev machine: handing back 10,001 events of ~100 B to a new
+ * transit took 134 ms to send (20 batches, 1 MB of bodies); a storing receiver takes
+ * them at its catch-up rate (about 11,000 events/s in bench/results/link.json).
  *
  * A cursor moves only on acknowledgements of batches read after its destination joined
  * the link (`joined`): earlier batches were read with another filter and may lack its

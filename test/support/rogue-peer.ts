@@ -242,7 +242,9 @@ export class RogueLink {
     const events = new Map<string, Event>();
     const batches: number[] = [];
     while (events.size < count) {
-      const batch = await this.until('batch', Math.max(1, deadline - Date.now()));
+      const batch = await this.until('batch', Math.max(1, deadline - Date.now())).catch((error: Error) => {
+        throw new Error(`the node sent ${events.size} of the ${count} events awaited within ${timeoutMs} ms (${error.message})`);
+      });
       batches.push(batch.lastLinkSeq);
       for (const event of batch.events) events.set(event.id.toString('hex'), event);
     }
