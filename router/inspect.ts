@@ -66,6 +66,11 @@ export interface DestinationQueue {
   /** Events for it that no next hop has acknowledged yet, and the age of the oldest. */
   depth: number;
   oldestAgeMs: number | undefined;
+  /**
+   * Events for it the destination has not acknowledged itself: `depth` and what a transit
+   * took over. What a withdrawn route hands back comes from these (queues/delivery-cursors.ts).
+   */
+  unconfirmed: number;
 }
 
 export interface LinkCounters {
@@ -260,11 +265,17 @@ export class NodeInspector {
     return out;
   }
 
-  /** What waits for a destination: events after its delivery cursor that this node owes it (its own, and on a transit what it was asked to pass on). */
+  /**
+   * What waits for a destination, of what this node owes it (its own events, and on a
+   * transit what it was asked to pass on): after its handed cursor (no hop took them), and
+   * after its delivered one (it has not acknowledged them itself).
+   */
   async queueOf(serverId: string): Promise<DestinationQueue> {
     const { id, transit } = this.deps.self;
-    const { events, oldestHlcMs } = await this.deps.store.undelivered(serverId, this.deps.delivery.deliveredTo(serverId), id, transit);
-    return { serverId, name: this.nameOf(serverId), depth: events, oldestAgeMs: oldestHlcMs === undefined ? undefined : Math.max(0, this.deps.now() - oldestHlcMs) };
+    const { delivery, store } = this.deps;
+    const { events, oldestHlcMs } = await store.undelivered(serverId, delivery.handedTo(serverId), id, transit);
+    const unconfirmed = delivery.deliveredTo(serverId) === delivery.handedTo(serverId) ? events : (await store.undelivered(serverId, delivery.deliveredTo(serverId), id, transit)).events;
+    return { serverId, name: this.nameOf(serverId), depth: events, oldestAgeMs: oldestHlcMs === undefined ? undefined : Math.max(0, this.deps.now() - oldestHlcMs), unconfirmed };
   }
 
   private async unroutedIds(): Promise<string[]> {

@@ -387,8 +387,7 @@ export class TrellisNode extends EventEmitter {
 
   /** Our own authority now holds (or no longer holds) a server's key: the directory is judged again, and its held events checked. */
   private async trustKeyChanged(serverId: string): Promise<void> {
-    const changed = await this.directory.trustChanged(serverId);
-    this.directoryChanged(changed, '');
+    const changed = await this.judgeDirectory(() => this.directory.trustChanged(serverId), '');
     for (const entry of changed) await this.inbound.originKnown(entry.id);
     if (this.trustedKey(serverId) && !changed.some((entry) => entry.id === serverId)) await this.inbound.originKnown(serverId);
   }
@@ -625,9 +624,21 @@ export class TrellisNode extends EventEmitter {
   }
 
   private async onDirectory(peerId: string, records: ServerRecord[]): Promise<void> {
-    const changed = await this.directory.offer(peerId, records);
-    this.directoryChanged(changed, peerId);
+    const changed = await this.judgeDirectory(() => this.directory.offer(peerId, records), peerId);
     for (const entry of changed) await this.inbound.originKnown(entry.id);
+  }
+
+  /**
+   * Runs a change of the directory and passes on what it believes anew. A record it no
+   * longer believes is in no `changed` list, so a lost belief rejudges the paths all the
+   * same: a path through that server is refused, and its hop hands back what it took.
+   */
+  private async judgeDirectory(change: () => Promise<ServerEntry[]>, fromPeer: string): Promise<ServerEntry[]> {
+    const forgotten = this.directory.forgotten;
+    const changed = await change();
+    this.directoryChanged(changed, fromPeer);
+    if (this.directory.forgotten !== forgotten) this.scheduleRejudge();
+    return changed;
   }
 
   /**
@@ -640,12 +651,18 @@ export class TrellisNode extends EventEmitter {
       const frame = this.directoryFrame(changed.map((entry) => entry.signed));
       for (const session of this.links.values()) if (session.peerId !== fromPeer) session.sendControl(frame);
     }
+    this.scheduleRejudge();
+  }
+
+  /** Every kept path is judged again at the end of the turn, once however many changes came in it. */
+  private scheduleRejudge(): void {
     if (this.rejudgeScheduled) return;
     this.rejudgeScheduled = true;
     setImmediate(() => {
       this.rejudgeScheduled = false;
       const { changed: moved, refused } = this.routing.rejudge();
       for (const [peerId, refusals] of refused) this.journalPathRefusals(peerId, refusals);
+      this.handBackWithdrawn(moved);
       if (moved.length > 0) this.routesChanged();
     });
   }
@@ -653,7 +670,23 @@ export class TrellisNode extends EventEmitter {
   private onReachability(peerId: string, announcement: Reachability): void {
     const outcome = this.routing.accept(peerId, announcement);
     this.journalPathRefusals(peerId, outcome.refused);
+    this.handBackWithdrawn(outcome.changed);
     if (outcome.changed.length > 0) this.routesChanged();
+  }
+
+  /**
+   * Called after the reachability table changed and before routes are recomputed: a
+   * destination whose next hop, still up, no longer has a usable path to it (withdrawn, or
+   * refused on a rejudge) hands back what that hop had not proved delivered end to end
+   * (queues/delivery-cursors.ts). A hop whose link ended is not asked here: it keeps its share.
+   */
+  private handBackWithdrawn(destinations: readonly string[]): void {
+    for (const destination of destinations) {
+      const hop = this.routing.nextHop(destination, 0);
+      if (!hop || hop === destination || !this.link(hop) || this.routing.reach.reachOf(hop).has(destination)) continue;
+      const handedBack = this.delivery.handBack(destination, hop);
+      if (handedBack > 0) void this.audit({ kind: 'delivery-handed-back', peer: hop, detail: `path to ${destination} withdrawn: resending what it had not acknowledged itself (${handedBack} local seqs)` }, hop);
+    }
   }
 
   /** One journal entry per refusal code of an announcement, coalesced per peer under a flood. */

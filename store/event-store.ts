@@ -111,6 +111,12 @@ export interface OutboxRecord extends OutboxEntry {
  * One interface, so the embedded PGlite engine and PostgreSQL run the same code and
  * the same contract tests.
  */
+/** A destination's two positions, this node's local seqs (see schema destinationCursors). */
+export interface DestinationCursor {
+  deliveredSeq: number;
+  handedSeq: number;
+}
+
 export interface EventStore {
   /** The engine and where it is, for the operator (no password). */
   readonly description: string;
@@ -173,9 +179,9 @@ export interface EventStore {
   /** Keeps the records the directory believes (each replacing the one kept before of its server), in one statement; `serverRecords` reads them all back. */
   saveServerRecords(records: ReadonlyArray<{ serverId: string; record: Uint8Array; issuedAtMs: number }>): Promise<void>;
   serverRecords(): Promise<Buffer[]>;
-  /** Per destination server, the local seq up to which its next hops acknowledged everything (see schema). */
-  deliveredCursors(): Promise<Map<string, number>>;
-  saveDeliveredCursors(cursors: ReadonlyMap<string, number>): Promise<void>;
+  /** Per destination server, how far it was delivered end to end and how far a next hop took it over (see schema). */
+  deliveredCursors(): Promise<Map<string, DestinationCursor>>;
+  saveDeliveredCursors(cursors: ReadonlyMap<string, DestinationCursor>): Promise<void>;
   /** The origins with events in a chat. */
   chatOrigins(chatId: string): Promise<string[]>;
   /** The first seq at or after `fromSeq` of an origin's chain whose verified signature is stored. */
@@ -661,17 +667,18 @@ export class SqlEventStore implements EventStore {
     return rows.map((row) => fromBase64(row.record));
   }
 
-  async deliveredCursors(): Promise<Map<string, number>> {
-    const rows = await this.db.query<{ server_id: string; delivered_seq: number }>('select server_id, delivered_seq from destination_cursors');
-    return new Map(rows.map((row) => [row.server_id, Number(row.delivered_seq)]));
+  async deliveredCursors(): Promise<Map<string, DestinationCursor>> {
+    const rows = await this.db.query<{ server_id: string; delivered_seq: number; handed_seq: number | null }>('select server_id, delivered_seq, handed_seq from destination_cursors');
+    return new Map(rows.map((row) => [row.server_id, { deliveredSeq: Number(row.delivered_seq), handedSeq: Number(row.handed_seq ?? row.delivered_seq) }]));
   }
 
-  async saveDeliveredCursors(cursors: ReadonlyMap<string, number>): Promise<void> {
+  async saveDeliveredCursors(cursors: ReadonlyMap<string, DestinationCursor>): Promise<void> {
     if (cursors.size === 0) return;
+    const values = [...cursors.values()];
     await this.db.query(
-      `insert into destination_cursors (server_id, delivered_seq) select * from unnest($1::text[], $2::bigint[])
-       on conflict (server_id) do update set delivered_seq = excluded.delivered_seq`,
-      [[...cursors.keys()], [...cursors.values()]],
+      `insert into destination_cursors (server_id, delivered_seq, handed_seq) select * from unnest($1::text[], $2::bigint[], $3::bigint[])
+       on conflict (server_id) do update set delivered_seq = excluded.delivered_seq, handed_seq = excluded.handed_seq`,
+      [[...cursors.keys()], values.map((cursor) => cursor.deliveredSeq), values.map((cursor) => cursor.handedSeq)],
     );
   }
 

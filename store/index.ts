@@ -4,6 +4,7 @@ export { type PostgresOptions, openPostgres, redactUrl } from './postgres.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
 export {
   type EventStore,
+  type DestinationCursor,
   type StoredEvent,
   type CarriedEvent,
   type ChainHead,

@@ -137,14 +137,18 @@ export const serverRecords = pgTable('server_records', {
 });
 
 /**
- * Per destination server: every event for it up to `delivered_seq` (this node's local
- * seq) has been acknowledged by the next hop that carried it. When the destination's
- * route moves to another next hop, that hop resends from here. Written lazily: a stale
- * (lower) value costs resends that receivers drop as duplicates, never a loss.
+ * Per destination server, two of this node's local seqs (router/queues/delivery-cursors.ts):
+ * up to `delivered_seq` the destination itself acknowledged every event for it (end to
+ * end); up to `handed_seq` a next hop took them over (store-and-forward). A route that is
+ * withdrawn or refused goes back from handed to delivered. Rows written before handed_seq
+ * existed held the hop's position in `delivered_seq` and have no `handed_seq`: they are
+ * read as both. Written lazily: a stale (lower) value costs resends that receivers drop
+ * as duplicates, never a loss.
  */
 export const destinationCursors = pgTable('destination_cursors', {
   serverId: text('server_id').primaryKey(),
   deliveredSeq: bigint('delivered_seq', { mode: 'number' }).notNull(),
+  handedSeq: bigint('handed_seq', { mode: 'number' }),
 });
 
 /**

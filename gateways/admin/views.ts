@@ -140,7 +140,7 @@ export function toChatRouteHead(view: Omit<ChatRouteView, 'servers' | 'destinati
 }
 
 export function toQueue(queue: DestinationQueue): wire.DestinationQueue {
-  return { serverId: queue.serverId, name: queue.name, depth: queue.depth, ...(queue.oldestAgeMs !== undefined ? { oldestAgeMs: queue.oldestAgeMs } : {}) };
+  return { serverId: queue.serverId, name: queue.name, depth: queue.depth, ...(queue.oldestAgeMs !== undefined ? { oldestAgeMs: queue.oldestAgeMs } : {}), unconfirmed: queue.unconfirmed };
 }
 
 /** A counter added to router/link.ts's LinkStats must be added to admin.proto's too: this stops compiling until it is. */
@@ -221,7 +221,7 @@ export function fromChatRoute(view: wire.ChatRouteView | undefined): ChatRouteVi
 }
 
 export function fromQueue(queue: wire.DestinationQueue): DestinationQueue {
-  return { serverId: queue.serverId, name: queue.name, depth: queue.depth, oldestAgeMs: queue.oldestAgeMs };
+  return { serverId: queue.serverId, name: queue.name, depth: queue.depth, oldestAgeMs: queue.oldestAgeMs, unconfirmed: queue.unconfirmed };
 }
 
 function fromStats(stats: wire.LinkStats): LinkStats {

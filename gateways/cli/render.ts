@@ -108,7 +108,7 @@ function age(ms: number): string {
 }
 
 function queueRow(queue: DestinationQueue): string[] {
-  return [queue.name, shortId(queue.serverId), `depth ${queue.depth}`, queue.oldestAgeMs === undefined ? '' : `oldest ${age(queue.oldestAgeMs)}`];
+  return [queue.name, shortId(queue.serverId), `depth ${queue.depth}`, queue.oldestAgeMs === undefined ? '' : `oldest ${age(queue.oldestAgeMs)}`, `unconfirmed ${queue.unconfirmed}`];
 }
 
 function statsLines(stats: LinkStats): string[] {

@@ -134,6 +134,7 @@ function attests(body: AttestationBody, candidate: Candidate): boolean {
 
 export class ServerDirectory {
   private readonly entries = new Map<string, ServerEntry>();
+  private forgottenCount = 0;
   /** Records whose attester is not believed yet, by server id; re-judged when it is. */
   private readonly pending = new Map<string, { candidate: Candidate; peer: string; waitingOn: string[] }>();
   private readonly pendingByAttester = new Map<string, Set<string>>();
@@ -165,6 +166,11 @@ export class ServerDirectory {
       }
     }
     await this.judgeAll(candidates.map((candidate) => ({ candidate, peer: '' })));
+  }
+
+  /** Beliefs dropped when everything was judged again, ever: when it moves, paths are judged again too (no `changed` list names them). */
+  get forgotten(): number {
+    return this.forgottenCount;
   }
 
   get(serverId: string): ServerEntry | undefined {
@@ -241,6 +247,7 @@ export class ServerDirectory {
         await this.refused(error, peer);
       }
     }
+    for (const id of before.keys()) if (!this.entries.has(id)) this.forgottenCount += 1;
     const changed = this.list().filter((entry) => {
       const earlier = before.get(entry.id);
       return entry !== this.self && (!earlier || !earlier.identityKey.equals(entry.identityKey) || earlier.vouchedBy !== entry.vouchedBy || earlier.issuedAtMs !== entry.issuedAtMs);

@@ -158,7 +158,8 @@ export class LoneNode {
   readonly dir = mkdtempSync(join(tmpdir(), 'trellis-lone-'));
   node!: TrellisNode;
 
-  static async start(kind: NodeConfig['server']['kind'], link: Partial<NodeConfig['link']> = {}): Promise<LoneNode> {
+  /** `extra`: more of the config as its YAML writes it (an upstream's `ets_*` keys, say). */
+  static async start(kind: NodeConfig['server']['kind'], link: Partial<NodeConfig['link']> = {}, extra: Record<string, unknown> = {}): Promise<LoneNode> {
     await cryptoReady();
     const lone = new LoneNode();
     const keyFile = join(lone.dir, 'identity.key');
@@ -170,6 +171,7 @@ export class LoneNode {
       store: { memory: true },
       link: { ...FAST_LINK, ...link },
       trusts: [],
+      ...extra,
     });
     lone.node = await TrellisNode.start(config, { logger: createLogger('info', lone.logs) });
     return lone;

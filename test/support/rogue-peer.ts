@@ -247,6 +247,24 @@ export class RogueLink {
     }
   }
 
+  /**
+   * The node's event batches until `count` distinct events came (other frames skipped), as a
+   * peer that stores them would take them; `ack` then acknowledges every batch taken, in order.
+   */
+  async takeEvents(count: number, timeoutMs = 10_000): Promise<{ events: Event[]; ack(): Promise<void> }> {
+    const deadline = Date.now() + timeoutMs;
+    const events = new Map<string, Event>();
+    const batches: number[] = [];
+    while (events.size < count) {
+      const batch = await this.until('batch', Math.max(1, deadline - Date.now())).catch((error: Error) => {
+        throw new Error(`the node sent ${events.size} of the ${count} events awaited within ${timeoutMs} ms (${error.message})`);
+      });
+      batches.push(batch.lastLinkSeq);
+      for (const event of batch.events) events.set(event.id.toString('hex'), event);
+    }
+    return { events: [...events.values()], ack: async () => void (await Promise.all(batches.map((linkSeq) => this.send({ kind: { $case: 'ack', value: { linkSeq } } })))) };
+  }
+
   /** Frames from the node until one of `kind` arrives (heartbeats and the node's own batches skipped). */
   async until<K extends FrameKind>(kind: K, timeoutMs = 10_000): Promise<FrameValue<K>> {
     const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,1 @@
+ALTER TABLE "destination_cursors" ADD COLUMN "handed_seq" bigint;
