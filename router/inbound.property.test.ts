@@ -3,7 +3,7 @@ import { cryptoReady, identityFromSeed } from '../crypto/index.js';
 import { prng } from '../gateways/faults/index.js';
 import type { Event } from '../proto/gen/trellis/v1/event.js';
 import { InboundGenerator, type Origin } from '../test/support/inbound-generator.js';
-import { openPglite, SqlEventStore, type EventStore, type SqlDriver } from '../store/index.js';
+import { FORWARD_SET_MAX, openPglite, serverOfMember, SqlEventStore, type CarriedEvent, type EventStore, type SqlDriver } from '../store/index.js';
 import { ChainHeads } from './chain-heads.js';
 import { HybridClock } from './clock.js';
 import { HeldEvents, type HeldBounds } from './held-events.js';
@@ -13,7 +13,9 @@ import { SerialQueue } from './serial.js';
 /**
  * The inbound path under 10,000 seeded batches of validly signed events whose values sit
  * at and beyond every bound: clocks, counters, kinds, member lists, body sizes, and runs
- * that skip, repeat or fork. After every batch the store's invariants must hold.
+ * that skip, repeat or fork, some naming forward destinations as a hostile sender would
+ * (made-up servers, the sender, the receiver, the origin, a server routed back through the
+ * sender). After every batch the store's invariants must hold.
  */
 const SEED = 0x7e11_15;
 const BATCHES = 10_000;
@@ -24,6 +26,10 @@ const CHAIN_EVENTS_MAX = 120;
 const SKEW_MS = 300_000;
 const BOUNDS: HeldBounds = { eventsPerChain: 16, bytesPerChain: 512 * 1024, eventsPerPeer: 40, bytesPerPeer: 1024 * 1024 };
 const PEERS = ['peer-1', 'peer-2'];
+/** A server the receiver reaches only back through the sender: a sender may not hand it over. */
+const ROUTED_BACK = 'routed-back';
+/** What a sender names for the receiver to pass events on to, besides the chats' servers. */
+const FORGED_DESTINATIONS = ['made-up-1', 'made-up-2', ...PEERS, 'receiver', ROUTED_BACK];
 
 describe('the inbound path under hostile, validly signed batches', () => {
   let driver: SqlDriver;
@@ -75,8 +81,37 @@ describe('the inbound path under hostile, validly signed batches', () => {
     expect(held.totalEvents).toBe(summary.reduce((sum, share) => sum + share.events, 0));
   }
 
+  /**
+   * Some batches name forward destinations, a run's events sharing one set as a frame's
+   * range does: the chat's servers mixed with the forged ones.
+   */
+  function withForgedForwards(events: Event[]): CarriedEvent[] {
+    if (random() < 0.6) return events;
+    const names = [...generator.insiders().map(serverOfMember), ...FORGED_DESTINATIONS];
+    const forwardTo = [...new Set(Array.from({ length: 1 + Math.floor(random() * 6) }, () => pick(names)))];
+    return events.map((event) => ({ ...event, forwardTo }));
+  }
+
+  /** Every stored or held forward set names only servers of the chat other than the event's origin, within the bound; answers how many events carry one. */
+  async function checkForwardSets(insiders: ReadonlySet<string>): Promise<number> {
+    const rows = await driver.query<{ origin: string; forward_to: string[] }>(
+      `select origin, forward_to from events where jsonb_array_length(forward_to) > 0
+       union all select origin, forward_to from pending_events where jsonb_array_length(forward_to) > 0`,
+    );
+    for (const { origin, forward_to: forwardTo } of rows) {
+      expect(forwardTo.length).toBeLessThanOrEqual(FORWARD_SET_MAX);
+      for (const destination of forwardTo) {
+        expect(insiders.has(destination), `${destination} in a forward set`).toBe(true);
+        expect(destination).not.toBe(origin);
+      }
+    }
+    return rows.length;
+  }
+
   it(`keeps every invariant through ${BATCHES} batches (seed ${SEED})`, async () => {
     const held = new HeldEvents(BOUNDS);
+    // The chats' servers: the insider origins (the generator's last origin is never a member).
+    const insiders = new Set(generator.insiders().map(serverOfMember));
     const keys = new Map(origins.map((origin) => [origin.id, origin.identity.publicKey]));
     const inbound = new Inbound({
       store,
@@ -89,12 +124,12 @@ describe('the inbound path under hostile, validly signed batches', () => {
       onReforwarded: () => undefined,
       audit: async () => undefined,
       fenceOf: () => undefined,
-      // No frame here names destinations to pass on: the receiver is no transit.
-      forwardRoutes: { selfId: 'receiver', runsThrough: () => false, knows: () => false },
+      forwardRoutes: { selfId: 'receiver', runsThrough: (destination) => destination === ROUTED_BACK, knows: (serverId) => insiders.has(serverId) || serverId === ROUTED_BACK },
     });
     await inbound.load();
     const codes = new Map<string, number>();
     let appended = 0;
+    let forwarded = 0;
     const lastSent = new Map<string, number>();
     for (let batch = 0; batch < BATCHES; batch++) {
       const now = Date.now();
@@ -102,17 +137,19 @@ describe('the inbound path under hostile, validly signed batches', () => {
       for (let runs = 1 + Math.floor(random() * 3); runs > 0; runs--) events.push(...(await generator.run(now)));
       const peer = pick(PEERS);
       // Never throws: every bad event ends as a refusal, and the cursor is stored with the batch.
-      const outcome = await inbound.accept(peer, events, { peerId: peer, linkSeq: batch + 1 });
+      const outcome = await inbound.accept(peer, withForgedForwards(events), { peerId: peer, linkSeq: batch + 1 });
       appended += outcome.appended.length;
       for (const refusal of outcome.refused) codes.set(refusal.code, (codes.get(refusal.code) ?? 0) + 1);
       lastSent.set(peer, batch + 1);
       for (const [sender, linkSeq] of lastSent) expect(await store.linkCursor(sender)).toBe(linkSeq);
       await checkInvariants(held, new Set(events.map((event) => event.chatId)));
+      forwarded += await checkForwardSets(insiders);
       // PGlite answers in microtasks: let the event loop (and the test runner) breathe now and then.
       if (batch % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
     // The generator reached every kind of refusal, and plenty was stored: the test exercised both sides.
     expect([...codes.keys()].sort()).toEqual(expect.arrayContaining(['bad-chain', 'bad-signature', 'chat-exists', 'clock-skew', 'malformed', 'not-a-member', 'too-far-ahead']));
     expect(appended).toBeGreaterThan(500);
+    expect(forwarded).toBeGreaterThan(0);
   }, 900_000);
 });
